@@ -1,0 +1,225 @@
+"""Missing-wedge geometry and the wedge operator ``T_M``.
+
+Axes are ``(z, y, x)``; the beam is along z. For tilt axis y, a Fourier point
+``(kz, ky, kx)`` was measured when the angle of the line through ``(kx, kz)``,
+``atan2(kz, kx)`` folded into ``(-90, 90]`` degrees, lies inside
+``[tilt_min, tilt_max]``. For tilt axis x the same holds for ``(ky, kz)``.
+Frequencies are in cycles per voxel (``numpy.fft.fftfreq``), so non-cubic
+volumes keep the physical angles. The tilt axis itself (the line ``kz = 0`` and
+``kx = 0`` for tilt axis y) lies in every tilt's plane and is always kept, the
+DC term with it. This is the convention of IsoNet and DeepDeWedge: at 64^3 and
++-60 degrees the mask keeps 71.1 % of the ``fftn`` grid.
+
+Masks depend on two frequency axes only, so they are stored in broadcastable
+form (``(nz, 1, nx//2+1)`` for tilt axis y on the rfftn layout) and cached per
+shape, geometry and device. numpy is enough for the geometry; torch is imported
+only by the functions that take or return tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "WedgeGeometry",
+    "wedge_weights",
+    "wedge_mask",
+    "wedge_mask_torch",
+    "apply_wedge",
+    "measured_fraction",
+]
+
+TILT_AXES = ("y", "x")
+
+
+@dataclass(frozen=True)
+class WedgeGeometry:
+    """Tilt range (degrees), tilt axis and optional soft edge (degrees).
+
+    ``soft_edge`` tapers the mask from 1 at the edge of the tilt range to 0
+    ``soft_edge`` degrees into the missing wedge (raised cosine).
+    """
+
+    tilt_min: float = -60.0
+    tilt_max: float = 60.0
+    tilt_axis: str = "y"
+    soft_edge: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("tilt_min", "tilt_max", "soft_edge"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of degrees, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.tilt_axis not in TILT_AXES:
+            raise ValueError(f"tilt_axis must be 'y' or 'x', got {self.tilt_axis!r}")
+        if not -90.0 <= self.tilt_min <= self.tilt_max <= 90.0:
+            raise ValueError(
+                "tilt range must satisfy -90 <= tilt_min <= tilt_max <= 90 degrees, "
+                f"got {self.tilt_min:g}..{self.tilt_max:g}"
+            )
+        if not 0.0 <= self.soft_edge <= 45.0:
+            raise ValueError(f"soft_edge must lie in [0, 45] degrees, got {self.soft_edge:g}")
+
+    @property
+    def missing_angle(self) -> float:
+        """Total opening of the missing wedge in degrees."""
+        return 180.0 - (self.tilt_max - self.tilt_min)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WedgeGeometry":
+        keys = {"tilt_min", "tilt_max", "tilt_axis", "soft_edge"}
+        return cls(**{k: v for k, v in data.items() if k in keys})
+
+    def __str__(self) -> str:
+        soft = f", soft edge {self.soft_edge:g} deg" if self.soft_edge else ""
+        return f"tilt {self.tilt_min:g}..{self.tilt_max:g} deg about {self.tilt_axis}{soft}"
+
+
+def _line_angle(fz: np.ndarray, fa: np.ndarray) -> np.ndarray:
+    """Angle in degrees of the line through ``(fa, fz)``, folded into (-90, 90]."""
+    theta = np.degrees(np.arctan2(fz, fa))
+    theta = np.where(theta > 90.0, theta - 180.0, theta)
+    return np.where(theta <= -90.0, theta + 180.0, theta)
+
+
+def wedge_weights(fz: np.ndarray, fa: np.ndarray, geometry: WedgeGeometry) -> np.ndarray:
+    """Mask weights for frequencies ``fz`` (beam axis) and ``fa`` (the axis
+    perpendicular to the tilt axis in the sample plane), broadcast together.
+
+    Returns float32 values in [0, 1]: 1 where measured, 0 in the missing wedge.
+    """
+    fz = np.asarray(fz, dtype=np.float64)
+    fa = np.asarray(fa, dtype=np.float64)
+    theta = _line_angle(fz, fa)
+    lo, hi = geometry.tilt_min, geometry.tilt_max
+    # Distance (degrees, on the 180-periodic circle of line angles) outside [lo, hi].
+    below = np.mod(lo - theta, 180.0)
+    above = np.mod(theta - hi, 180.0)
+    eps = 1e-9
+    inside = (theta >= lo - eps) & (theta <= hi + eps)
+    if lo <= -90.0 + eps:  # -90 and +90 are the same line
+        inside |= theta >= 90.0 - eps
+    dist = np.where(inside, 0.0, np.minimum(below, above))
+    if geometry.soft_edge > 0:
+        w = np.where(dist < geometry.soft_edge, np.cos(0.5 * np.pi * dist / geometry.soft_edge) ** 2, 0.0)
+        w = np.where(inside, 1.0, w)
+    else:
+        w = inside.astype(np.float64)
+    # The tilt axis (and the DC term on it) is in every tilt's plane.
+    w = np.where((fz == 0) & (fa == 0), 1.0, w)
+    return w.astype(np.float32)
+
+
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 3:
+        raise ValueError(f"a wedge needs a 3D (z, y, x) volume, got shape {shape}")
+    shape = shape[-3:]
+    if min(shape) < 1:
+        raise ValueError(f"empty volume shape {shape}")
+    return shape  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=32)
+def _mask_cached(shape: tuple[int, int, int], geometry: WedgeGeometry, rfft: bool) -> np.ndarray:
+    nz, ny, nx = shape
+    fz = np.fft.fftfreq(nz)[:, None, None]
+    if geometry.tilt_axis == "y":
+        fa = (np.fft.rfftfreq(nx) if rfft else np.fft.fftfreq(nx))[None, None, :]
+    else:
+        fa = np.fft.fftfreq(ny)[None, :, None]
+    mask = wedge_weights(fz, fa, geometry)
+    mask.setflags(write=False)
+    return mask
+
+
+def wedge_mask(
+    shape: tuple[int, ...],
+    geometry: WedgeGeometry = WedgeGeometry(),
+    *,
+    rfft: bool = True,
+    full: bool = False,
+) -> np.ndarray:
+    """Mask of the measured Fourier region for a ``(z, y, x)`` volume.
+
+    By default the rfftn layout ``(nz, ny, nx//2+1)`` in broadcastable form
+    (``(nz, 1, nx//2+1)`` for tilt axis y, ``(nz, ny, 1)`` for x); ``full=True``
+    expands it. ``rfft=False`` gives the unshifted fftn layout. Read-only.
+    """
+    shape3 = _check_shape(shape)
+    mask = _mask_cached(shape3, geometry, bool(rfft))
+    if full:
+        nz, ny, nx = shape3
+        mask = np.broadcast_to(mask, (nz, ny, nx // 2 + 1 if rfft else nx))
+    return mask
+
+
+_TORCH_MASKS: dict[tuple, "torch.Tensor"] = {}
+_TORCH_CACHE_SIZE = 32
+
+
+def wedge_mask_torch(shape: tuple[int, ...], geometry: WedgeGeometry, device: Any = "cpu") -> "torch.Tensor":
+    """The rfftn-layout mask as a float32 tensor on ``device`` (broadcastable, cached)."""
+    import torch
+
+    shape3 = _check_shape(shape)
+    device = torch.device(device)
+    key = (shape3, geometry, str(device))
+    mask = _TORCH_MASKS.get(key)
+    if mask is None:
+        if len(_TORCH_MASKS) >= _TORCH_CACHE_SIZE:
+            _TORCH_MASKS.pop(next(iter(_TORCH_MASKS)))
+        mask = torch.from_numpy(np.array(wedge_mask(shape3, geometry))).to(device)
+        _TORCH_MASKS[key] = mask
+    return mask
+
+
+def clear_mask_cache() -> None:
+    """Forget cached masks (frees GPU memory held by them)."""
+    _mask_cached.cache_clear()
+    _TORCH_MASKS.clear()
+
+
+def apply_wedge(volume, geometry: WedgeGeometry = WedgeGeometry()):
+    """Apply ``T_M``: keep the measured Fourier components, zero the wedge.
+
+    ``volume`` is a numpy array or a torch tensor of shape ``(..., z, y, x)``
+    (any batch dimensions, CPU or CUDA). The result has the input's type,
+    device and floating dtype (integer input gives float32).
+    """
+    if isinstance(volume, np.ndarray) or not hasattr(volume, "device"):
+        arr = np.asarray(volume)
+        out_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
+        shape3 = _check_shape(arr.shape)
+        spectrum = np.fft.rfftn(arr.astype(out_dtype, copy=False), axes=(-3, -2, -1))
+        spectrum *= wedge_mask(shape3, geometry)
+        return np.fft.irfftn(spectrum, s=shape3, axes=(-3, -2, -1)).astype(out_dtype, copy=False)
+
+    import torch
+
+    x = volume
+    shape3 = _check_shape(tuple(x.shape))
+    out_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    work = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    spectrum = torch.fft.rfftn(work, dim=(-3, -2, -1))
+    spectrum = spectrum * wedge_mask_torch(shape3, geometry, x.device)
+    return torch.fft.irfftn(spectrum, s=shape3, dim=(-3, -2, -1)).to(out_dtype)
+
+
+def measured_fraction(shape: tuple[int, ...], geometry: WedgeGeometry = WedgeGeometry()) -> float:
+    """Fraction of the full ``fftn`` grid that the mask keeps (weights summed)."""
+    nz, ny, nx = _check_shape(shape)
+    mask = wedge_mask((nz, ny, nx), geometry, rfft=False, full=True)
+    return float(mask.mean(dtype=np.float64))
