@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "WedgeGeometry",
     "wedge_weights",
+    "LineAngles",
+    "line_angles",
+    "weights_from_angles",
     "wedge_mask",
     "wedge_mask_torch",
     "apply_wedge",
@@ -100,26 +103,63 @@ def wedge_weights(fz: np.ndarray, fa: np.ndarray, geometry: WedgeGeometry) -> np
 
     Returns float32 values in [0, 1]: 1 where measured, 0 in the missing wedge.
     """
+    return weights_from_angles(line_angles(fz, fa), geometry)
+
+
+@dataclass(frozen=True)
+class LineAngles:
+    """Line angles of a frequency grid, precomputed so that a new tilt range
+    only costs comparisons (:func:`weights_from_angles`).
+
+    ``readings`` holds the angles (float32 degrees) of each pixel; on an even
+    grid the Nyquist index holds both +0.5 and -0.5 cycles/voxel, so those
+    pixels get every reading and keep the smallest weight, which keeps the mask
+    Hermitian (T_M of a real volume stays real, the wedge stays empty).
+    ``axis_line`` marks the tilt axis (and DC), measured at every tilt.
+    """
+
+    readings: tuple[np.ndarray, ...]
+    axis_line: np.ndarray
+
+
+def line_angles(fz: np.ndarray, fa: np.ndarray) -> LineAngles:
     fz = np.asarray(fz, dtype=np.float64)
     fa = np.asarray(fa, dtype=np.float64)
-    theta = _line_angle(fz, fa)
-    lo, hi = geometry.tilt_min, geometry.tilt_max
-    # Distance (degrees, on the 180-periodic circle of line angles) outside [lo, hi].
-    below = np.mod(lo - theta, 180.0)
-    above = np.mod(theta - hi, 180.0)
-    eps = 1e-9
+    nyq_z, nyq_a = fz == -0.5, fa == -0.5
+    fz_alt, fa_alt = np.where(nyq_z, 0.5, fz), np.where(nyq_a, 0.5, fa)
+    readings = [_line_angle(fz, fa)]
+    if nyq_z.any():
+        readings.append(_line_angle(fz_alt, fa))
+    if nyq_a.any():
+        readings.append(_line_angle(fz, fa_alt))
+    if nyq_z.any() and nyq_a.any():
+        readings.append(_line_angle(fz_alt, fa_alt))
+    shape = np.broadcast_shapes(fz.shape, fa.shape)
+    readings = tuple(np.broadcast_to(r, shape).astype(np.float32) for r in readings)
+    return LineAngles(readings, np.broadcast_to((fz == 0) & (fa == 0), shape))
+
+
+def weights_from_angles(angles: LineAngles, geometry: WedgeGeometry) -> np.ndarray:
+    """Wedge weights (float32) of precomputed :class:`LineAngles`."""
+    weights = None
+    for theta in angles.readings:
+        w = _weights(theta, geometry)
+        weights = w if weights is None else np.minimum(weights, w)
+    return np.where(angles.axis_line, np.float32(1.0), weights).astype(np.float32, copy=False)
+
+
+def _weights(theta: np.ndarray, geometry: WedgeGeometry) -> np.ndarray:
+    lo, hi = np.float32(geometry.tilt_min), np.float32(geometry.tilt_max)
+    eps = np.float32(1e-4)
     inside = (theta >= lo - eps) & (theta <= hi + eps)
     if lo <= -90.0 + eps:  # -90 and +90 are the same line
         inside |= theta >= 90.0 - eps
-    dist = np.where(inside, 0.0, np.minimum(below, above))
-    if geometry.soft_edge > 0:
-        w = np.where(dist < geometry.soft_edge, np.cos(0.5 * np.pi * dist / geometry.soft_edge) ** 2, 0.0)
-        w = np.where(inside, 1.0, w)
-    else:
-        w = inside.astype(np.float64)
-    # The tilt axis (and the DC term on it) is in every tilt's plane.
-    w = np.where((fz == 0) & (fa == 0), 1.0, w)
-    return w.astype(np.float32)
+    if geometry.soft_edge <= 0:
+        return inside.astype(np.float32)
+    # Distance (degrees, on the 180-periodic circle of line angles) outside [lo, hi].
+    dist = np.minimum(np.mod(lo - theta, 180.0), np.mod(theta - hi, 180.0))
+    w = np.where(dist < geometry.soft_edge, np.cos(0.5 * np.pi * dist / geometry.soft_edge) ** 2, 0.0)
+    return np.where(inside, 1.0, w).astype(np.float32)
 
 
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
