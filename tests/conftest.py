@@ -1,13 +1,26 @@
-"""Shared fixtures. Tests run headless: Qt uses the offscreen platform."""
+"""Shared fixtures.
+
+Tests run headless. napari's canvas needs OpenGL, which Qt's ``offscreen``
+platform does not give, so when the Xvfb binary is installed the pytest-xvfb
+plugin starts a virtual screen (Mesa renders in software) and Qt uses it;
+``make test`` installs Xvfb where it can. Without Xvfb, Qt falls back to the
+``offscreen`` platform and the tests that need a napari canvas are skipped.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+HAVE_SCREEN = bool(os.environ.get("DISPLAY") or shutil.which("Xvfb"))
+if not HAVE_SCREEN:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+elif os.environ.get("QT_QPA_PLATFORM") == "offscreen" and shutil.which("Xvfb"):
+    # A virtual screen is coming: let Qt use it (xcb) so the canvas gets OpenGL.
+    del os.environ["QT_QPA_PLATFORM"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -30,3 +43,12 @@ def cuda_available() -> bool:
 
 
 requires_cuda = pytest.mark.skipif(not cuda_available(), reason="CUDA is not available")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAVE_SCREEN:
+        return
+    skip = pytest.mark.skip(reason="napari's canvas needs OpenGL: install Xvfb (make test does) or run with a display")
+    for item in items:
+        if "make_napari_viewer" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
