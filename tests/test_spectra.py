@@ -129,3 +129,17 @@ def test_rejects_non_3d():
         central_slices(np.zeros((8, 8)))
     with pytest.raises(ValueError, match="mode"):
         central_slices(np.zeros((8, 8, 8)), mode="bogus")
+
+
+@pytest.mark.parametrize(
+    "geometry", [WedgeGeometry(-60, 55, "x"), WedgeGeometry(-45, 45, "x"), WedgeGeometry(-30, 70)], ids=str
+)
+def test_estimate_tilt_range_on_noisy_phantoms(geometry):
+    # A thin hollow sphere at SNR 1 gives a spectrum with dips near 0 degrees:
+    # the two-level fit must not stop at them.
+    from napari_dewedge.core.phantoms import corrupt, hollow_sphere
+
+    noisy = corrupt(hollow_sphere(40, 30, 3), geometry, snr=1.0, seed=1)
+    tmin, tmax = estimate_tilt_range(noisy, geometry.tilt_axis)
+    assert tmin == pytest.approx(geometry.tilt_min, abs=3)
+    assert tmax == pytest.approx(geometry.tilt_max, abs=3)

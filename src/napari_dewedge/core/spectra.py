@@ -277,15 +277,21 @@ def estimate_tilt_range(
     *,
     band: tuple[float, float] = (0.08, 0.42),
     bin_deg: float = 1.0,
-    smooth_deg: float = 3.0,
+    min_contrast: float = 0.1,
 ) -> tuple[float, float]:
     """Estimate ``(tilt_min, tilt_max)`` from the data: the measured region has
     power, the missing wedge has little.
 
     Uses the angle-averaged spectrum (``mode="average"``) in the plane where the
-    wedge shows, takes the mean log power per angle, and finds where it drops
-    from the level of the measured region around 0 degrees to the level of the
-    wedge around 90 degrees (half-way crossing, linearly interpolated).
+    wedge shows and the mean log power per line angle (:func:`angular_profile`).
+    The profile is fitted with two levels, one inside an interval of angles that
+    contains 0 degrees and one outside it (least squares over every pair of bin
+    edges, with cumulative sums); the best interval is the estimate. Fitting the
+    whole profile at once is robust to the dips of a noisy spectrum, which would
+    stop a walk outwards from 0 degrees early. The edges are then refined to a
+    fraction of a bin where the profile crosses half-way between the two levels.
+    Returns ``(-90, 90)`` when the two levels differ by less than ``min_contrast``
+    decades (no visible wedge).
     """
     spectrum = volume_or_spectrum
     if not isinstance(spectrum, SpectrumSlices) or spectrum.mode != "average":
@@ -295,28 +301,39 @@ def estimate_tilt_range(
     if valid.sum() < 10:
         raise ValueError("volume too small to estimate a tilt range")
     profile = np.interp(angles, angles[valid], profile[valid])
-    # Circular smoothing (line angles are 180-periodic).
-    half = max(0, int(round(smooth_deg / bin_deg)))
-    if half:
-        kernel = np.ones(2 * half + 1) / (2 * half + 1)
-        padded = np.concatenate([profile[-half:], profile, profile[:half]])
-        profile = np.convolve(padded, kernel, mode="valid")
-    centre_level = float(np.median(profile[np.abs(angles) <= 20]))
-    wedge_level = float(np.median(profile[np.abs(angles) >= 85]))
-    if centre_level - wedge_level < 0.1:  # less than ~25 % power contrast: no visible wedge
-        return (-90.0, 90.0)
-    threshold = 0.5 * (centre_level + wedge_level)
+    n = len(profile)
     zero = int(np.argmin(np.abs(angles)))
+    # Interval [i, j] (bins, inclusive) holds bin ``zero``; the rest is the wedge.
+    csum = np.concatenate([[0.0], np.cumsum(profile)])
+    csq = np.concatenate([[0.0], np.cumsum(profile**2)])
+    i = np.arange(0, zero + 1)[:, None]
+    j = np.arange(zero, n)[None, :]
+    n_in = (j - i + 1).astype(np.float64)
+    n_out = n - n_in
+    s_in = csum[j + 1] - csum[i]
+    q_in = csq[j + 1] - csq[i]
+    s_out, q_out = csum[n] - s_in, csq[n] - q_in
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sse = (q_in - s_in**2 / n_in) + np.where(n_out > 0, q_out - s_out**2 / np.maximum(n_out, 1), 0.0)
+        contrast = s_in / n_in - np.where(n_out > 0, s_out / np.maximum(n_out, 1), np.inf)
+    sse = np.where((n_out >= 2) & (contrast > 0), sse, np.inf)
+    if not np.isfinite(sse).any():
+        return (-90.0, 90.0)
+    bi, bj = np.unravel_index(int(np.argmin(sse)), sse.shape)
+    lo_bin, hi_bin = int(i[bi, 0]), int(j[0, bj])
+    level_in = float(s_in[bi, bj] / n_in[bi, bj])
+    level_out = float(s_out[bi, bj] / n_out[bi, bj])
+    if level_in - level_out < min_contrast:
+        return (-90.0, 90.0)
+    threshold = 0.5 * (level_in + level_out)
 
-    def crossing(direction: int) -> float:
-        i = zero
-        while 0 <= i + direction < len(angles) and profile[i + direction] >= threshold:
-            i += direction
-        j = i + direction
-        if not 0 <= j < len(angles):
-            return 90.0 * direction
-        a0, a1, p0, p1 = angles[i], angles[j], profile[i], profile[j]
-        frac = (p0 - threshold) / (p0 - p1) if p0 != p1 else 0.5
-        return float(a0 + frac * (a1 - a0))
+    def refine(inner: int, outer: int, edge: float) -> float:
+        p0, p1 = profile[inner], profile[outer]
+        if not p0 >= threshold > p1:
+            return edge
+        return float(angles[inner] + (p0 - threshold) / (p0 - p1) * (angles[outer] - angles[inner]))
 
-    return crossing(-1), crossing(+1)
+    half = bin_deg / 2
+    tmin = refine(lo_bin, lo_bin - 1, angles[lo_bin] - half) if lo_bin > 0 else -90.0
+    tmax = refine(hi_bin, hi_bin + 1, angles[hi_bin] + half) if hi_bin < n - 1 else 90.0
+    return float(np.clip(tmin, -90, 90)), float(np.clip(tmax, -90, 90))
