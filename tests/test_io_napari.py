@@ -34,11 +34,10 @@ def plugin_name() -> str:
 
 
 def test_open_and_save_in_viewer(
-    make_napari_viewer, shared_data: Path, tmp_path: Path, plugin_name: str
+    viewer, shared_data: Path, tmp_path: Path, plugin_name: str
 ) -> None:
     src = tmp_path / "microtubule_14pf.mrc"
     shutil.copy(shared_data / "tomograms/microtubule_14pf.mrc", src)
-    viewer = make_napari_viewer()
     layers = viewer.open(str(src), plugin=plugin_name)
     assert len(layers) == 1
     layer = layers[0]
@@ -62,10 +61,9 @@ def test_open_and_save_in_viewer(
 
 
 def test_viewer_refuses_broken_file(
-    make_napari_viewer, shared_data: Path, plugin_name: str
+    viewer, shared_data: Path, plugin_name: str
 ) -> None:
     """The cheap header check turns a truncated file away before any data is read."""
-    viewer = make_napari_viewer()
     with pytest.raises(ValueError, match="refused the file|truncated"):
         viewer.open(str(shared_data / "mrc_cases/test_data_corrupt_header.map"), plugin=plugin_name)
     assert len(viewer.layers) == 0

@@ -37,8 +37,7 @@ def test_plugin_is_discoverable():
     assert pm.get_manifest("napari-dewedge").name == "napari-dewedge"  # found via its entry point
 
 
-def test_sample_data_opens_in_napari(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_sample_data_opens_in_napari(viewer):
     viewer.open_sample("napari-dewedge", "prism")
     names = [layer.name for layer in viewer.layers]
     assert names == ["prism (wedge + noise)", "prism (ground truth)"]

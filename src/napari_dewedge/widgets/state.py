@@ -1,0 +1,312 @@
+"""State shared by the widgets of one viewer.
+
+:class:`WedgeState`
+    the missing-wedge geometry of a viewer. There is exactly one per viewer
+    (:func:`get_wedge_state`); the inspector's slider, the estimate button and
+    the dewedge widget all read and write that object, and every widget that
+    draws the wedge listens to its ``changed`` signal.
+
+:class:`SpectrumCache`
+    central Fourier slices computed once per (layer, data, mode) and shared
+    by all widgets (:data:`SPECTRA`). :meth:`SpectrumCache.request` computes
+    them in a napari thread worker and calls back on the GUI thread.
+
+Widget registry
+    :func:`register_widget` / :func:`find_widget` let a widget find the
+    inspection widgets already open in a viewer (to reuse, not duplicate them).
+
+Nothing here holds a viewer or a layer strongly: entries are keyed weakly,
+so closing a viewer or deleting a layer frees everything.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+from psygnal import Signal
+
+from ..core.spectra import SpectrumSlices, central_slices
+from ..core.wedge import WedgeGeometry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = [
+    "WedgeState",
+    "get_wedge_state",
+    "geometry_from_layer",
+    "SpectrumCache",
+    "SPECTRA",
+    "register_widget",
+    "find_widget",
+    "SPECTRUM_MODES",
+]
+
+#: Spectrum modes of :func:`napari_dewedge.core.spectra.central_slices`, with labels.
+SPECTRUM_MODES = {"central": "central planes", "average": "averaged"}
+
+#: Cap on the voxels read for a spectrum: multiscale layers use the finest level below it.
+MAX_SPECTRUM_VOXELS = 2**30
+
+
+class WedgeState:
+    """The missing-wedge geometry of one viewer.
+
+    ``geometry`` is an immutable :class:`~napari_dewedge.core.wedge.WedgeGeometry`;
+    :meth:`set` replaces it (validated) and emits ``changed(geometry)`` when it
+    differs. ``origin`` says where the current value came from: ``"default"``,
+    ``"metadata"`` (a layer's ``metadata["wedge"]``), ``"estimated"`` (from
+    the data) or ``"user"``.
+    """
+
+    changed = Signal(object)
+
+    def __init__(self, geometry: WedgeGeometry | None = None) -> None:
+        self._geometry = geometry if geometry is not None else WedgeGeometry()
+        self.origin = "default"
+
+    @property
+    def geometry(self) -> WedgeGeometry:
+        return self._geometry
+
+    @geometry.setter
+    def geometry(self, value: WedgeGeometry) -> None:
+        self.set(value)
+
+    def set(
+        self,
+        geometry: WedgeGeometry | dict | None = None,
+        *,
+        tilt_min: float | None = None,
+        tilt_max: float | None = None,
+        tilt_axis: str | None = None,
+        soft_edge: float | None = None,
+        origin: str = "user",
+    ) -> WedgeGeometry:
+        """Replace the geometry, whole (``geometry``: a WedgeGeometry or its dict)
+        or field by field; fields not given keep their value. Raises ValueError
+        (from WedgeGeometry) for an invalid combination. Returns the new value."""
+        if geometry is None:
+            base = self._geometry
+        elif isinstance(geometry, WedgeGeometry):
+            base = geometry
+        elif isinstance(geometry, dict):
+            base = WedgeGeometry.from_dict(geometry)
+        else:
+            raise TypeError(f"geometry must be a WedgeGeometry or a dict, got {type(geometry).__name__}")
+        new = WedgeGeometry(
+            tilt_min=base.tilt_min if tilt_min is None else tilt_min,
+            tilt_max=base.tilt_max if tilt_max is None else tilt_max,
+            tilt_axis=base.tilt_axis if tilt_axis is None else tilt_axis,
+            soft_edge=base.soft_edge if soft_edge is None else soft_edge,
+        )
+        self.origin = origin
+        if new != self._geometry:
+            self._geometry = new
+            self.changed.emit(new)
+        return new
+
+    def reset(self) -> WedgeGeometry:
+        """Back to the default (-60..60 degrees about y, hard edge)."""
+        return self.set(WedgeGeometry(), origin="default")
+
+    def __repr__(self) -> str:
+        return f"WedgeState({self._geometry}, origin={self.origin!r})"
+
+
+_STATES: "weakref.WeakKeyDictionary[Any, WedgeState]" = weakref.WeakKeyDictionary()
+
+
+def get_wedge_state(viewer: "napari.viewer.Viewer") -> WedgeState:
+    """The one :class:`WedgeState` of ``viewer`` (created on first use)."""
+    if viewer is None:
+        raise ValueError("get_wedge_state needs a napari viewer, got None")
+    state = _STATES.get(viewer)
+    if state is None:
+        state = _STATES[viewer] = WedgeState()
+    return state
+
+
+def geometry_from_layer(layer: Any) -> WedgeGeometry | None:
+    """The wedge recorded in ``layer.metadata["wedge"]``, or None (absent or invalid)."""
+    meta = getattr(layer, "metadata", None) or {}
+    value = meta.get("wedge")
+    if isinstance(value, WedgeGeometry):
+        return value
+    if isinstance(value, dict):
+        try:
+            return WedgeGeometry.from_dict(value)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+class SpectrumCache:
+    """Central Fourier slices per layer, computed once per data object and mode.
+
+    Entries are keyed weakly by layer and remember the identity of the data
+    they were computed from: replacing ``layer.data`` invalidates them.
+    ``computations`` counts the spectra actually computed (a cheap way to
+    check that moving a slider does not recompute anything).
+    """
+
+    def __init__(self) -> None:
+        self._entries: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+        self._pending: dict[tuple[int, int, str], dict] = {}
+        self._lock = threading.Lock()
+        self.computations = 0
+
+    @staticmethod
+    def _data(layer: Any) -> Any:
+        from .panels import volume_of
+
+        return volume_of(layer, MAX_SPECTRUM_VOXELS)
+
+    def get(self, layer: Any, mode: str = "central") -> SpectrumSlices | None:
+        """The cached spectrum of the layer's current data, or None."""
+        _check_mode(mode)
+        with self._lock:
+            entry = self._entries.get(layer, {}).get(mode)
+        if entry is None:
+            return None
+        data_ref, spectrum = entry
+        return spectrum if data_ref() is self._data(layer) else None
+
+    def put(self, layer: Any, data: Any, mode: str, spectrum: SpectrumSlices) -> None:
+        """Store ``spectrum`` of ``data`` for ``layer`` (ignored when the layer
+        holds other data by now)."""
+        if data is not self._data(layer):
+            return
+        try:
+            ref = weakref.ref(data)
+        except TypeError:  # data that cannot be weakly referenced: hold it
+            ref = (lambda d: (lambda: d))(data)
+        with self._lock:
+            self._entries.setdefault(layer, {})[mode] = (ref, spectrum)
+
+    def compute(self, data: Any, mode: str = "central") -> SpectrumSlices:
+        """Compute (no cache) the spectrum of an array; safe in any thread."""
+        _check_mode(mode)
+        spectrum = central_slices(data, mode=mode)
+        with self._lock:
+            self.computations += 1
+        return spectrum
+
+    def get_or_compute(self, layer: Any, mode: str = "central", data: Any = None) -> SpectrumSlices:
+        """Cached spectrum, or compute and store it now (blocking; for workers)."""
+        data = self._data(layer) if data is None else data
+        cached = self.get(layer, mode)
+        if cached is not None:
+            return cached
+        spectrum = self.compute(data, mode)
+        self.put(layer, data, mode, spectrum)
+        return spectrum
+
+    def request(
+        self,
+        layer: Any,
+        mode: str,
+        on_ready: Callable[[SpectrumSlices], None],
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> Any:
+        """Get the spectrum of ``layer`` and pass it to ``on_ready`` on the GUI thread.
+
+        Cached: ``on_ready`` runs at once and None is returned. Otherwise a
+        thread worker computes it (one worker per layer, data and mode, shared
+        by every caller) and is returned. Callbacks of widgets deleted in the
+        meantime are skipped.
+        """
+        _check_mode(mode)
+        cached = self.get(layer, mode)
+        if cached is not None:
+            on_ready(cached)
+            return None
+        data = self._data(layer)
+        key = (id(layer), id(data), mode)
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending["ready"].append(on_ready)
+            if on_error is not None:
+                pending["error"].append(on_error)
+            return pending["worker"]
+
+        from napari.qt.threading import create_worker
+
+        layer_ref = weakref.ref(layer)
+        worker = create_worker(self.compute, data, mode, _start_thread=False, _ignore_errors=True)
+        pending = {"worker": worker, "ready": [on_ready], "error": [] if on_error is None else [on_error]}
+        self._pending[key] = pending
+
+        def returned(spectrum: SpectrumSlices) -> None:
+            self._pending.pop(key, None)
+            live = layer_ref()
+            if live is not None:
+                self.put(live, data, mode, spectrum)
+            for cb in pending["ready"]:
+                _call_safely(cb, spectrum)
+
+        def errored(exc: BaseException) -> None:
+            self._pending.pop(key, None)
+            for cb in pending["error"]:
+                _call_safely(cb, exc)
+
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        worker.start()
+        return worker
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in SPECTRUM_MODES:
+        raise ValueError(f"spectrum mode must be one of {tuple(SPECTRUM_MODES)}, got {mode!r}")
+
+
+def _call_safely(callback: Callable, *args: Any) -> None:
+    """Call a widget's callback unless the widget was deleted meanwhile."""
+    owner = getattr(callback, "__self__", None)
+    if owner is not None:
+        from .panels import is_alive
+
+        try:
+            if not is_alive(owner):
+                return
+        except TypeError:  # not a Qt object
+            pass
+    try:
+        callback(*args)
+    except RuntimeError as exc:  # the C++ side vanished during the call
+        if "deleted" not in str(exc):
+            raise
+
+
+#: The spectra of every layer in this process, shared by all widgets.
+SPECTRA = SpectrumCache()
+
+
+# --------------------------------------------------------------------------- registry
+
+_WIDGETS: "weakref.WeakKeyDictionary[Any, weakref.WeakSet]" = weakref.WeakKeyDictionary()
+
+
+def register_widget(viewer: Any, widget: Any) -> None:
+    """Record ``widget`` as open in ``viewer`` (weakly)."""
+    _WIDGETS.setdefault(viewer, weakref.WeakSet()).add(widget)
+
+
+def find_widget(viewer: Any, cls: type) -> Any:
+    """An open, live widget of type ``cls`` in ``viewer``, or None."""
+    from .panels import is_alive
+
+    for widget in list(_WIDGETS.get(viewer, ())):
+        if isinstance(widget, cls) and is_alive(widget):
+            return widget
+    return None
