@@ -1,0 +1,180 @@
+"""Compute device choice, mixed precision and CPU threads.
+
+``resolve_device("auto")`` picks CUDA when present, then Apple's MPS, then the
+CPU. Mixed precision is used on CUDA only: bfloat16 where the GPU supports it
+(no loss scaling needed), float16 with a gradient scaler otherwise. On CPU and
+MPS everything runs in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "resolve_device",
+    "available_devices",
+    "amp_dtype",
+    "autocast_context",
+    "configure_cpu_threads",
+    "default_cpu_threads",
+    "release_device_memory",
+]
+
+#: Upper bound on the default number of CPU threads (more rarely helps 3D convolutions).
+MAX_DEFAULT_THREADS = 8
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """Devices torch can use here, e.g. ``["cpu", "cuda:0", "cuda:1", "mps"]``."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(name: "str | torch.device | None" = "auto") -> "torch.device":
+    """Turn a device name into a usable ``torch.device``.
+
+    ``"auto"`` (or None) picks ``cuda`` when available, then ``mps``, then
+    ``cpu``. ``"cpu"``, ``"cuda"``, ``"cuda:N"`` and ``"mps"`` are accepted when
+    present; anything else raises ``ValueError`` listing what is available.
+    """
+    import torch
+
+    if name is None:
+        name = "auto"
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', got {name!r}")
+    text = name.strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"unknown device {name!r}: use 'auto' or one of {available_devices()}"
+        ) from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available here; available: {available_devices()}")
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found; "
+                f"available: {available_devices()}"
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not _mps_available():
+            raise ValueError(f"device {name!r} requested but MPS is not available here; available: {available_devices()}")
+        return torch.device("mps")
+    raise ValueError(f"unsupported device {name!r}: use 'auto' or one of {available_devices()}")
+
+
+def amp_dtype(device: "torch.device | str") -> "torch.dtype | None":
+    """The reduced precision dtype used by mixed precision on ``device``, or None (float32).
+
+    bfloat16 on CUDA GPUs that support it, float16 on older ones, None elsewhere.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    with torch.cuda.device(device):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast_context(device: "torch.device | str", enabled: bool = True) -> Any:
+    """Mixed precision context on CUDA (``torch.autocast``), a no-op elsewhere."""
+    import torch
+
+    dtype = amp_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _physical_cores() -> int:
+    """Distinct (socket, core) pairs in /proc/cpuinfo; 0 when unknown."""
+    cores: set[tuple[str, str]] = set()
+    socket = "0"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    socket = value.strip()
+                elif key == "core id":
+                    cores.add((socket, value.strip()))
+    except OSError:
+        return 0
+    return len(cores)
+
+
+def default_cpu_threads() -> int:
+    """Threads for CPU work: the usable cores (physical ones when hyper-threaded), at most 8."""
+    n = _usable_cpus()
+    logical = os.cpu_count() or n
+    physical = _physical_cores()
+    if 0 < physical < logical and n == logical:
+        n = physical
+    return max(1, min(n, MAX_DEFAULT_THREADS))
+
+
+def configure_cpu_threads(n: int | None = None) -> int:
+    """Set torch's intra-op CPU threads (``n``, or :func:`default_cpu_threads`); returns the number set."""
+    import torch
+
+    if n is None:
+        n = default_cpu_threads()
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"number of CPU threads must be a positive integer, got {n!r}")
+    torch.set_num_threads(int(n))
+    return int(n)
+
+
+def release_device_memory(device: "torch.device | str | None" = None) -> None:
+    """Collect garbage and return cached GPU memory to the driver (CUDA and MPS)."""
+    import torch
+
+    gc.collect()
+    kind = torch.device(device).type if device is not None else None
+    if kind in (None, "cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if kind in (None, "mps") and _mps_available():
+        with contextlib.suppress(Exception):
+            torch.mps.empty_cache()

@@ -1,0 +1,277 @@
+"""Networks of the CryoGEN model: a 3D U-Net generator and an energy network.
+
+:class:`UNet3D` is the generator ``g``: an encoder-decoder with skip
+connections, two 3x3x3 convolutions (normalisation, LeakyReLU) per level,
+strided 2x2x2 convolutions down and transposed ones up. With ``residual=True``
+(the default) it predicts a correction, ``g(x) = x + f(x)``, and the last layer
+starts at zero, so an untrained network is the identity: the natural starting
+point for denoising and for the consistency loss, whose target ``g'(y)`` is
+then the observation itself (IsoNet's first iteration).
+
+:class:`EnergyNet` is the energy ``E`` of the CryoGEN paper (appendix A.6):
+four 3x3x3 convolutions (the last three strided), adaptive average pooling to
+1x1x1 and three linear layers with ReLU in between, giving one scalar per
+sample; low energy means "looks like an observation". It has no normalisation
+layers, so it suits both the logistic (GAN) objective and the Wasserstein
+objective with gradient penalty; spectral normalisation is optional.
+
+Both are built from plain dicts of keyword arguments (:func:`build_generator`,
+:func:`build_energy`), which is how model files store them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+__all__ = [
+    "NORMS",
+    "UNet3D",
+    "EnergyNet",
+    "build_generator",
+    "build_energy",
+    "count_parameters",
+]
+
+NORMS = ("instance", "batch", "group", "none")
+_SLOPE = 0.1  # LeakyReLU slope in the U-Net
+_ENERGY_SLOPE = 0.2  # LeakyReLU slope in the energy network
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "group":
+        groups = min(8, channels)
+        while channels % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, channels)
+    return nn.Identity()
+
+
+class _ConvBlock(nn.Sequential):
+    """Two (conv 3x3x3, normalisation, LeakyReLU) layers."""
+
+    def __init__(self, c_in: int, c_out: int, norm: str) -> None:
+        bias = norm == "none"
+        super().__init__(
+            nn.Conv3d(c_in, c_out, 3, padding=1, bias=bias),
+            _norm(norm, c_out),
+            nn.LeakyReLU(_SLOPE, inplace=True),
+            nn.Conv3d(c_out, c_out, 3, padding=1, bias=bias),
+            _norm(norm, c_out),
+            nn.LeakyReLU(_SLOPE, inplace=True),
+        )
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class UNet3D(nn.Module):
+    """3D U-Net for single-channel ``(B, C, d, h, w)`` volumes.
+
+    Parameters
+    ----------
+    in_channels, out_channels:
+        Channels of input and output (1 for tomograms).
+    depth:
+        Number of down-sampling steps; every spatial size of the input must be
+        a multiple of ``padding_multiple = 2**depth`` (and at least twice that
+        with instance normalisation, which needs more than one voxel at the
+        bottom).
+    width:
+        Channels at the first level; doubled at every level down, capped at
+        ``max_channels``.
+    norm:
+        ``"instance"`` (default), ``"batch"``, ``"group"`` or ``"none"``.
+    residual:
+        Predict ``x + f(x)`` (needs ``in_channels == out_channels``).
+    max_channels:
+        Upper bound on the channels of any level.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        depth: int = 3,
+        width: int = 16,
+        norm: str = "instance",
+        residual: bool = True,
+        max_channels: int = 256,
+    ) -> None:
+        super().__init__()
+        in_channels = _positive_int(in_channels, "in_channels")
+        out_channels = _positive_int(out_channels, "out_channels")
+        depth = _positive_int(depth, "depth", 0)
+        width = _positive_int(width, "width")
+        max_channels = _positive_int(max_channels, "max_channels")
+        if depth > 6:
+            raise ValueError(f"depth must be at most 6, got {depth}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if residual and in_channels != out_channels:
+            raise ValueError(
+                f"a residual U-Net needs in_channels == out_channels, got {in_channels} and {out_channels}"
+            )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.depth, self.width, self.norm = depth, width, norm
+        self.residual = bool(residual)
+        self.max_channels = max_channels
+
+        chans = [min(width * 2**i, max_channels) for i in range(depth + 1)]
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        c_prev = in_channels
+        for i in range(depth):
+            self.encoders.append(_ConvBlock(c_prev, chans[i], norm))
+            self.downs.append(nn.Conv3d(chans[i], chans[i + 1], 2, stride=2))
+            c_prev = chans[i + 1]
+        self.bottom = _ConvBlock(c_prev, chans[depth], norm)
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for i in reversed(range(depth)):
+            self.ups.append(nn.ConvTranspose3d(chans[i + 1], chans[i], 2, stride=2))
+            self.decoders.append(_ConvBlock(2 * chans[i], chans[i], norm))
+        self.head = nn.Conv3d(chans[0], out_channels, 1)
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    @property
+    def padding_multiple(self) -> int:
+        """Spatial sizes of the input must be multiples of this."""
+        return 2**self.depth
+
+    @property
+    def min_size(self) -> int:
+        """Smallest spatial size the network accepts."""
+        return 2 * self.padding_multiple if self.norm == "instance" else self.padding_multiple
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this network (see :func:`build_generator`)."""
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "depth": self.depth,
+            "width": self.width,
+            "norm": self.norm,
+            "residual": self.residual,
+            "max_channels": self.max_channels,
+        }
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"UNet3D expects input of shape (batch, {self.in_channels}, z, y, x), got {tuple(x.shape)}"
+            )
+        m = self.padding_multiple
+        bad = [s for s in x.shape[2:] if s % m or s < self.min_size]
+        if bad:
+            raise ValueError(
+                f"UNet3D of depth {self.depth} needs spatial sizes that are multiples of {m} "
+                f"and at least {self.min_size}, got {tuple(x.shape[2:])}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        skips = []
+        h = x
+        for enc, down in zip(self.encoders, self.downs):
+            h = enc(h)
+            skips.append(h)
+            h = down(h)
+        h = self.bottom(h)
+        for up, dec in zip(self.ups, self.decoders):
+            h = up(h)
+            h = dec(torch.cat([h, skips.pop()], dim=1))
+        out = self.head(h)
+        if self.residual:
+            out = out + x
+        return out
+
+
+class EnergyNet(nn.Module):
+    """Energy ``E(y)``: one scalar per sample, shape ``(B,)``; low for real observations.
+
+    Four 3x3x3 convolutions with LeakyReLU (``width``, then doubling, the last
+    three with stride 2), adaptive average pooling to 1x1x1, then three linear
+    layers (``8w -> 4w -> w -> 1``) with ReLU between them. Any input size of
+    at least 8 voxels per axis works. ``spectral_norm=True`` wraps every layer
+    in spectral normalisation (a Lipschitz bound, useful with the logistic
+    objective; the gradient penalty plays that role for the Wasserstein one).
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 16, spectral_norm: bool = False) -> None:
+        super().__init__()
+        in_channels = _positive_int(in_channels, "in_channels")
+        width = _positive_int(width, "width")
+        self.in_channels, self.width, self.spectral_norm = in_channels, width, bool(spectral_norm)
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        w = width
+        self.features = nn.Sequential(
+            sn(nn.Conv3d(in_channels, w, 3, padding=1)),
+            nn.LeakyReLU(_ENERGY_SLOPE),
+            sn(nn.Conv3d(w, 2 * w, 3, stride=2, padding=1)),
+            nn.LeakyReLU(_ENERGY_SLOPE),
+            sn(nn.Conv3d(2 * w, 4 * w, 3, stride=2, padding=1)),
+            nn.LeakyReLU(_ENERGY_SLOPE),
+            sn(nn.Conv3d(4 * w, 8 * w, 3, stride=2, padding=1)),
+            nn.LeakyReLU(_ENERGY_SLOPE),
+            nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(
+            sn(nn.Linear(8 * w, 4 * w)),
+            nn.ReLU(),
+            sn(nn.Linear(4 * w, w)),
+            nn.ReLU(),
+            sn(nn.Linear(w, 1)),
+        )
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this network (see :func:`build_energy`)."""
+        return {"in_channels": self.in_channels, "width": self.width, "spectral_norm": self.spectral_norm}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"EnergyNet expects input of shape (batch, {self.in_channels}, z, y, x), got {tuple(x.shape)}"
+            )
+        return self.head(self.features(x)).squeeze(1)
+
+
+def _build(cls: type, config: Mapping[str, Any] | None, what: str) -> nn.Module:
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"{what} settings must be a dict, got {type(config).__name__}")
+    import inspect
+
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {sorted(known)}")
+    return cls(**dict(config))
+
+
+def build_generator(config: Mapping[str, Any] | None = None) -> UNet3D:
+    """A :class:`UNet3D` from a dict of its keyword arguments (unknown keys are an error)."""
+    return _build(UNet3D, config, "U-Net")  # type: ignore[return-value]
+
+
+def build_energy(config: Mapping[str, Any] | None = None) -> EnergyNet:
+    """An :class:`EnergyNet` from a dict of its keyword arguments (unknown keys are an error)."""
+    return _build(EnergyNet, config, "energy network")  # type: ignore[return-value]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,120 @@
+"""U-Net generator and energy network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_dewedge.core.networks import (
+    EnergyNet,
+    UNet3D,
+    build_energy,
+    build_generator,
+    count_parameters,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "group", "none"])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_unet_keeps_shape(depth: int, norm: str) -> None:
+    torch.manual_seed(0)
+    net = UNet3D(depth=depth, width=4, norm=norm, residual=False)
+    x = torch.randn(2, 1, 16, 16, 24)
+    out = net(x)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+    assert net.padding_multiple == 2**depth
+
+
+def test_residual_unet_starts_as_identity_and_learns() -> None:
+    torch.manual_seed(0)
+    net = UNet3D(depth=2, width=4)
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert torch.equal(net(x), x)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    target = torch.zeros_like(x)
+    first = ((net(x) - target) ** 2).mean().item()
+    for _ in range(10):
+        loss = ((net(x) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert ((net(x) - target) ** 2).mean().item() < 0.9 * first
+
+
+def test_unet_channels_and_width_cap() -> None:
+    net = UNet3D(in_channels=1, out_channels=2, depth=3, width=8, residual=False, max_channels=16)
+    assert net(torch.randn(1, 1, 16, 16, 16)).shape == (1, 2, 16, 16, 16)
+    assert max(m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv3d)) <= 16
+
+
+def test_unet_rejects_sizes_that_are_not_multiples() -> None:
+    net = UNet3D(depth=2, width=4)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(torch.randn(1, 1, 16, 18, 16))
+    with pytest.raises(ValueError, match="shape"):
+        net(torch.randn(1, 16, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"norm": "layer"}, "norm"),
+        ({"depth": -1}, "depth"),
+        ({"width": 0}, "width"),
+        ({"out_channels": 2, "residual": True}, "residual"),
+    ],
+)
+def test_unet_rejects_bad_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        UNet3D(**kwargs)
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_energy_net_gives_one_scalar_per_sample(spectral_norm: bool) -> None:
+    torch.manual_seed(0)
+    net = EnergyNet(width=4, spectral_norm=spectral_norm)
+    for shape in [(3, 1, 16, 16, 16), (2, 1, 24, 24, 24), (1, 1, 12, 20, 16)]:
+        out = net(torch.randn(shape))
+        assert out.shape == (shape[0],)
+    x = torch.randn(2, 1, 16, 16, 16, requires_grad=True)
+    net(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv3d)]
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) == 4 and len(linears) == 3
+
+
+def test_energy_net_rejects_wrong_channels() -> None:
+    with pytest.raises(ValueError, match="EnergyNet"):
+        EnergyNet(width=4)(torch.randn(1, 2, 16, 16, 16))
+
+
+def test_build_from_config_round_trips_weights() -> None:
+    torch.manual_seed(1)
+    net = UNet3D(depth=2, width=4, norm="group", residual=False)
+    clone = build_generator(net.config())
+    clone.load_state_dict(net.state_dict())
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert torch.equal(net(x), clone(x))
+    energy = EnergyNet(width=4, spectral_norm=True)
+    energy_clone = build_energy(energy.config())
+    energy_clone.load_state_dict(energy.state_dict())
+    energy.eval(), energy_clone.eval()
+    assert torch.equal(energy(x), energy_clone(x))
+    assert count_parameters(net) > 0
+
+
+def test_build_rejects_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="unknown U-Net setting"):
+        build_generator({"depth": 2, "widht": 4})
+    with pytest.raises(ValueError, match="unknown energy network setting"):
+        build_energy({"depth": 2})

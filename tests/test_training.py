@@ -1,0 +1,331 @@
+"""CryoGEN training loop: events, stopping, reproducibility, checkpoints, small volumes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dewedge.core import phantoms
+from napari_dewedge.core.model import ModelFileError, TrainedModel
+from napari_dewedge.core.training import (
+    PRESETS,
+    NoiseEstimate,
+    Trainer,
+    TrainingConfig,
+    TrainingEvent,
+    estimate_noise,
+    fit,
+    plan_subtomo_size,
+)
+from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
+
+from .conftest import requires_cuda
+
+GEOMETRY = WedgeGeometry(-60, 60)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tomogram() -> np.ndarray:
+    """A 32^3 hollow sphere seen through the wedge with noise, offset and scaled like raw data."""
+    clean = phantoms.hollow_sphere(32, outer_diameter=22, shell=3)
+    return 50.0 + 10.0 * phantoms.corrupt(clean, GEOMETRY, snr=2.0, seed=1)
+
+
+def tiny(**overrides) -> TrainingConfig:
+    settings = dict(
+        subtomo_size=16,
+        n_subtomos=8,
+        steps=6,
+        batch_size=2,
+        unet={"depth": 2, "width": 4},
+        energy_width=4,
+        preview_every=2,
+        num_threads=1,
+        checkpoint_every_s=None,
+        device="cpu",
+    )
+    settings.update(overrides)
+    return TrainingConfig(**settings)
+
+
+def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def test_presets_build_and_accept_overrides() -> None:
+    assert set(PRESETS) == {"quick", "standard", "thorough"}
+    quick = TrainingConfig.preset("quick")
+    standard = TrainingConfig.preset("standard")
+    thorough = TrainingConfig.preset("thorough", steps=10, unet={"width": 8})
+    assert quick.subtomo_size <= standard.subtomo_size <= thorough.subtomo_size
+    assert standard.steps >= 1000 and 64 <= standard.subtomo_size <= 96
+    assert thorough.steps == 10 and thorough.unet["width"] == 8 and thorough.unet["depth"] == 4
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainingConfig.preset("fast")
+    with pytest.raises(ValueError, match="unknown training setting"):
+        TrainingConfig.preset("quick", stepz=3)
+
+
+def test_config_round_trip_and_validation() -> None:
+    cfg = tiny(energy_objective="wgan-gp", adam_betas=(0.0, 0.9))
+    assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="energy_objective"):
+        tiny(energy_objective="hinge")
+    with pytest.raises(ValueError, match="subtomo_size 18 must be a multiple of 4"):
+        tiny(subtomo_size=18)
+    with pytest.raises(ValueError, match="steps"):
+        tiny(steps=0)
+    with pytest.raises(ValueError, match="unet"):
+        tiny(unet={"depth": 2, "norm": "layer"})
+    with pytest.raises(ValueError, match="unknown training setting"):
+        TrainingConfig.from_dict({"steps": 3, "colour": "red"})
+
+
+def test_plan_subtomo_size_shrinks_or_pads() -> None:
+    assert plan_subtomo_size((200, 300, 300), 64, 8, 16) == (64, (200, 300, 300))
+    # the real sample tomogram is only 36 voxels thick
+    assert plan_subtomo_size((36, 206, 94), 64, 8, 16) == (32, (36, 206, 94))
+    assert plan_subtomo_size((36, 206, 94), 96, 16, 32) == (32, (36, 206, 94))
+    assert plan_subtomo_size((10, 50, 40), 32, 8, 16) == (16, (16, 50, 40))
+
+
+# -- noise estimate --------------------------------------------------------------------
+
+
+def test_noise_estimate_tells_white_from_wedge_filtered() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((12, 24, 24, 24)).astype(np.float32)
+    white = estimate_noise(0.5 * noise, GEOMETRY)
+    assert white.kind == "white"
+    assert white.white_std == pytest.approx(0.5, rel=0.05)
+    frac = 0.711  # measured fraction of +-60 degrees
+    wedged = estimate_noise(apply_wedge(noise, GEOMETRY) / math.sqrt(frac), GEOMETRY)
+    assert wedged.kind == "wedge-filtered"
+    assert wedged.wedge_std == pytest.approx(1.0, rel=0.1)
+    assert wedged.white_std < 0.2
+    assert NoiseEstimate.from_dict(wedged.to_dict()) == wedged
+
+
+# -- the loop --------------------------------------------------------------------------
+
+
+def test_events_schedules_and_previews(tomogram: np.ndarray) -> None:
+    cfg = tiny(steps=8, n_subtomos=8, batch_size=2, warmup_fraction=0.25, lr=1e-3)  # 4 steps per epoch
+    events = list(Trainer(tomogram, GEOMETRY, cfg).run())
+    assert [e.step for e in events] == list(range(9))
+    assert all(isinstance(e, TrainingEvent) and e.total == 8 for e in events)
+    assert events[-1].done and not events[-1].stopped and not any(e.done for e in events[:-1])
+    # warm-up over 2 steps, then linear decay
+    lrs = [e.lr for e in events[1:]]
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))
+    # lambda constant during the first epoch (4 steps), then decaying
+    lams = [e.lam for e in events[1:]]
+    assert lams[:4] == [1.0] * 4 and all(a > b for a, b in zip(lams[3:], lams[4:]))
+    for e in events[1:]:
+        assert {"generator", "energy_net", "fidelity", "consistency", "energy"} <= set(e.losses)
+        assert all(math.isfinite(v) for v in e.losses.values())
+        assert e.seconds_per_step > 0 and e.eta_s >= 0
+    previews = [e for e in events if e.preview is not None]
+    assert [e.step for e in previews] == [0, 2, 4, 6, 8]
+    p = previews[-1].preview
+    assert p.shape == (16, 16, 16) and p.dtype == np.float32
+    assert abs(float(p.mean()) - float(tomogram.mean())) < 5.0  # de-normalised (raw data units)
+    # the step-0 preview of the identity-initialised U-Net is the input subtomogram itself
+    z, y, x = events[0].preview_origin
+    np.testing.assert_allclose(events[0].preview, tomogram[z : z + 16, y : y + 16, x : x + 16], rtol=1e-4, atol=1e-3)
+
+
+def test_training_lowers_the_loss(tomogram: np.ndarray) -> None:
+    # A fixed problem: no added noise, the frozen copy never refreshed, and a
+    # non-residual U-Net that starts far from reproducing its input.
+    cfg = tiny(
+        steps=16, lr=1e-2, warmup_fraction=0.0, noise_scale=0.0, steps_per_epoch=100,
+        unet={"depth": 2, "width": 4, "residual": False},
+    )
+    events = list(Trainer(tomogram, GEOMETRY, cfg).run())
+    fidelity = [e.losses["fidelity"] for e in events[1:]]
+    assert np.mean(fidelity[-3:]) < 0.75 * np.mean(fidelity[:3])
+
+
+def test_seeded_runs_are_reproducible(tomogram: np.ndarray) -> None:
+    def run(seed: int):
+        tr = Trainer(tomogram, GEOMETRY, tiny(steps=3, seed=seed))
+        losses = [dict(e.losses) for e in tr.run()]
+        return losses, weights(tr.model.generator)
+
+    losses_a, w_a = run(5)
+    losses_b, w_b = run(5)
+    losses_c, w_c = run(6)
+    assert losses_a == losses_b
+    assert all(torch.equal(w_a[k], w_b[k]) for k in w_a)
+    assert losses_a != losses_c
+    assert not all(torch.equal(w_a[k], w_c[k]) for k in w_a)
+
+
+@pytest.mark.parametrize("objective", ["gan", "wgan-gp"])
+def test_both_energy_objectives_run(tomogram: np.ndarray, objective: str) -> None:
+    tr = Trainer(tomogram, GEOMETRY, tiny(steps=2, energy_objective=objective, energy_steps=2))
+    events = list(tr.run())
+    last = events[-1].losses
+    assert all(math.isfinite(v) for v in last.values())
+    assert ("gradient_penalty" in last) == (objective == "wgan-gp")
+    assert tr.model.steps_done == 2
+
+
+def test_request_stop_ends_cleanly_and_model_is_usable(tomogram: np.ndarray) -> None:
+    tr = Trainer(tomogram, GEOMETRY, tiny(steps=50))
+    events = []
+    for event in tr.run():
+        events.append(event)
+        if event.step == 3:
+            tr.request_stop()
+    assert events[-1].done and events[-1].stopped and events[-1].step == 3
+    assert "stopped" in events[-1].message
+    model = tr.model
+    assert model.steps_done == 3 and model.training["stopped"]
+    out = model.apply_normalized(torch.zeros(1, 1, 16, 16, 16))
+    assert out.shape == (1, 1, 16, 16, 16)
+    with pytest.raises(RuntimeError, match="already run"):
+        next(tr.run())
+
+
+def test_closing_the_generator_stops_and_releases(tomogram: np.ndarray) -> None:
+    tr = Trainer(tomogram, GEOMETRY, tiny(steps=50))
+    it = tr.run()
+    for _ in range(3):  # the setup event and two steps
+        next(it)
+    it.close()
+    assert tr.step == 2
+    assert tr._opt_g is None  # optimiser state dropped
+    model = tr.model
+    assert model.steps_done == 2
+    assert model.apply_normalized(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 1, 16, 16, 16)
+
+
+def test_model_save_load_after_training(tomogram: np.ndarray, tmp_path: Path) -> None:
+    model = fit(tomogram, GEOMETRY, tiny(steps=2), voxel_size=10.52, source="sphere.mrc")
+    assert model.voxel_size == (10.52, 10.52, 10.52)
+    assert model.normalization["std"] == pytest.approx(float(tomogram.std()), rel=1e-5)
+    assert model.training["noise_estimate"]["kind"] in ("white", "mixed", "wedge-filtered")
+    path = model.save(tmp_path / "sphere_model.pt")
+    loaded = TrainedModel.load(path)
+    x = torch.randn(2, 1, 16, 16, 16)
+    assert torch.equal(model.apply_normalized(x), loaded.apply_normalized(x))
+    assert loaded.history == model.history and len(loaded.history) == 2
+    assert loaded.source == "sphere.mrc"
+
+
+def test_resume_continues_at_the_right_step_and_matches_a_full_run(tomogram: np.ndarray, tmp_path: Path) -> None:
+    cfg = tiny(steps=6, checkpoint_every_s=0.0)
+    full = Trainer(tomogram, GEOMETRY, cfg)
+    full_losses = [dict(e.losses) for e in full.run()]
+
+    ckpt = tmp_path / "run.ckpt"
+    first = Trainer(tomogram, GEOMETRY, cfg, checkpoint_path=ckpt)
+    for event in first.run():
+        if event.step == 3:
+            first.request_stop()
+    assert ckpt.exists()
+    assert torch.load(ckpt, weights_only=True)["step"] == 3
+
+    second = Trainer(tomogram, GEOMETRY, cfg, resume_from=ckpt, checkpoint_path=ckpt)
+    events = list(second.run())
+    assert events[0].step == 3 and "resumed at step 3" in events[0].message
+    assert [e.step for e in events[1:]] == [4, 5, 6]
+    assert [dict(e.losses) for e in events[1:]] == full_losses[4:]
+    w_full, w_resumed = weights(full.model.generator), weights(second.model.generator)
+    assert all(torch.equal(w_full[k], w_resumed[k]) for k in w_full)
+    assert len(second.model.history) == 6
+
+
+def test_resume_refuses_a_checkpoint_of_another_tomogram(tomogram: np.ndarray, tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt"
+    list(Trainer(tomogram, GEOMETRY, tiny(steps=1), checkpoint_path=ckpt).run())
+    with pytest.raises(ModelFileError, match="different tomogram"):
+        Trainer(tomogram * 2.0, GEOMETRY, tiny(steps=2), resume_from=ckpt)
+    with pytest.raises(ModelFileError, match="U-Net"):
+        Trainer(tomogram, GEOMETRY, tiny(steps=2, unet={"depth": 2, "width": 8}), resume_from=ckpt)
+    bogus = tmp_path / "bogus.ckpt"
+    bogus.write_text("not a checkpoint")
+    with pytest.raises(ModelFileError, match="bogus.ckpt"):
+        Trainer(tomogram, GEOMETRY, tiny(steps=2), resume_from=bogus)
+
+
+def test_volume_thinner_than_subtomograms(tomogram: np.ndarray) -> None:
+    slab = tomogram[:12]  # 12 x 32 x 32, asked for 16^3 subtomograms
+    tr = Trainer(slab, GEOMETRY, tiny(steps=2, subtomo_size=16))
+    events = list(tr.run())
+    assert tr.subtomo_size == 12
+    assert "reduced from 16 to 12" in events[0].message
+    assert events[-1].preview.shape == (12, 12, 12)
+    thin = tomogram[:5]  # thinner than the smallest size the U-Net takes: padded
+    tr = Trainer(thin, GEOMETRY, tiny(steps=1, subtomo_size=16))
+    events = list(tr.run())
+    assert tr.subtomo_size == 8 and "padded" in events[0].message
+    assert tr.model.training["volume_shape"] == [5, 32, 32]
+
+
+def test_real_sample_tomogram_with_standard_subtomogram_size(shared_data: Path) -> None:
+    mrcfile = pytest.importorskip("mrcfile")
+    path = shared_data / "tomograms" / "microtubule_13pf.mrc"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    with mrcfile.open(path, permissive=True) as mrc:
+        volume = np.array(mrc.data, dtype=np.float32)
+    assert volume.shape == (36, 206, 94)
+    cfg = TrainingConfig.preset(
+        "standard", steps=1, batch_size=1, n_subtomos=2, unet={"width": 2}, energy_width=2, num_threads=1,
+        checkpoint_every_s=None, device="cpu",
+    )
+    assert cfg.subtomo_size == 64
+    tr = Trainer(volume, GEOMETRY, cfg)
+    events = list(tr.run())
+    assert tr.subtomo_size == 32 and events[-1].done
+    assert events[-1].preview.shape == (32, 32, 32)
+
+
+@pytest.mark.parametrize(
+    "volume, match",
+    [
+        (np.zeros((16, 16)), "3D"),
+        (np.full((16, 16, 16), 3.0), "constant"),
+        (np.where(np.arange(16**3).reshape(16, 16, 16) == 5, np.nan, 1.0), "NaN"),
+    ],
+)
+def test_bad_volumes_are_refused(volume: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Trainer(volume, GEOMETRY, tiny())
+
+
+def test_unknown_device_is_refused(tomogram: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="device"):
+        Trainer(tomogram, GEOMETRY, tiny(device="npu"))
+
+
+@requires_cuda
+def test_mixed_precision_step_on_cuda_and_memory_release(tomogram: np.ndarray) -> None:
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    tr = Trainer(tomogram, GEOMETRY, tiny(steps=3, device="cuda", amp=True))
+    assert tr._amp_dtype in (torch.bfloat16, torch.float16)
+    events = list(tr.run())
+    assert events[-1].done and all(math.isfinite(v) for v in events[-1].losses.values())
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() <= before + 1024**2
+    assert tr.model.device.type == "cpu"
