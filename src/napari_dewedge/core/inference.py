@@ -1,0 +1,572 @@
+"""Tiled application of a trained generator to a whole tomogram.
+
+The tomogram is padded reflectively (virtually: only the tiles are ever
+materialised) by half the overlap on every side, and up to one tile along any
+axis shorter than a tile, then cut into overlapping tiles
+(:func:`~napari_dewedge.core.tiling.tile_grid`). Each tile is normalised with
+the model's normalisation, optionally perturbed with Gaussian noise, passed
+through the generator in batches, de-normalised and blended with a smooth,
+strictly positive, separable weight
+(:func:`~napari_dewedge.core.tiling.blend_ramp`). The weights are normalised
+per axis in advance (their sum over tiles is separable), so a prediction that
+does not depend on the tile it came from is reproduced exactly: no seams.
+
+Memory is bounded by the tile batch and the output arrays: the input may be a
+read-only ``np.memmap`` of any real dtype (converted to float32 tile by tile)
+and the outputs are float32 arrays (optionally caller-provided, e.g. memory
+maps). One prediction is accumulated straight into the output. With
+``samples=K > 1`` the generator is run K times with different input noise; each
+pass is blended in a rolling z-slab buffer of one tile's depth and folded into
+the per-voxel mean and standard deviation slab by slab (Welford), without
+keeping the samples.
+
+:func:`run_inference` is a generator of :class:`InferenceEvent` for progress
+bars and GUI workers; :func:`predict` consumes it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .tiling import blend_ramp, tile_starts
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .model import TrainedModel
+
+__all__ = [
+    "InferenceEvent",
+    "InferenceResult",
+    "InferenceStopped",
+    "TilePlan",
+    "default_tile",
+    "plan_tiles",
+    "run_inference",
+    "predict",
+]
+
+
+class InferenceStopped(RuntimeError):
+    """Raised by :func:`predict` when the stop callback ended the run."""
+
+
+@dataclass
+class InferenceResult:
+    """Output of a tiled inference.
+
+    ``mean`` is the prediction (the mean over samples when ``samples > 1``),
+    ``std`` the per-voxel standard deviation over the samples (``ddof=0``) or
+    None for a single sample. Both float32, ``(z, y, x)``, in the units of the
+    input (normalisation undone).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray | None = None
+    samples: int = 1
+    noise_scale: float = 0.0
+    tile: tuple[int, int, int] = (0, 0, 0)
+    overlap: tuple[int, int, int] = (0, 0, 0)
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    def settings(self) -> dict[str, Any]:
+        """Plain-dict description for provenance (layer metadata, MRC labels)."""
+        return {
+            "samples": self.samples,
+            "noise_scale": self.noise_scale,
+            "tile": list(self.tile),
+            "overlap": list(self.overlap),
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class InferenceEvent:
+    """Progress of :func:`run_inference`, one per tile batch.
+
+    ``done_tiles``/``total_tiles`` count tile predictions over all samples;
+    ``sample`` is the 1-based sample being computed. The last event has
+    ``done=True`` and carries ``result`` (None when the run was stopped, in
+    which case ``stopped`` is True).
+    """
+
+    done_tiles: int
+    total_tiles: int
+    sample: int
+    samples: int
+    seconds: float
+    eta_s: float | None
+    done: bool = False
+    result: InferenceResult | None = None
+    stopped: bool = False
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.done_tiles / self.total_tiles if self.total_tiles else 1.0
+
+
+# ----------------------------------------------------------------------------
+# Tile plan: padding, tile sizes, starts and normalised blend factors per axis
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AxisPlan:
+    length: int  # voxels of the volume along this axis
+    tile: int
+    overlap: int
+    pad_before: int
+    padded: int  # padded length
+    starts: np.ndarray  # tile starts in padded coordinates
+    factors: tuple[np.ndarray, ...]  # blend weight / weight sum, per start
+    source: np.ndarray  # padded index -> volume index (reflection)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How a volume is padded, tiled and blended (see :func:`plan_tiles`)."""
+
+    shape: tuple[int, int, int]
+    axes: tuple[_AxisPlan, _AxisPlan, _AxisPlan]
+    order: list[tuple[int, int, int]] = field(repr=False)
+
+    @property
+    def tile(self) -> tuple[int, int, int]:
+        return tuple(a.tile for a in self.axes)  # type: ignore[return-value]
+
+    @property
+    def overlap(self) -> tuple[int, int, int]:
+        return tuple(a.overlap for a in self.axes)  # type: ignore[return-value]
+
+    @property
+    def padded_shape(self) -> tuple[int, int, int]:
+        return tuple(a.padded for a in self.axes)  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def _reflect_indices(first: int, count: int, n: int) -> np.ndarray:
+    """Volume indices of positions ``first .. first+count-1`` (may be outside
+    ``[0, n)``) under reflection without edge repeat (numpy's ``reflect``)."""
+    i = np.arange(first, first + count, dtype=np.int64)
+    if n == 1:
+        return np.zeros_like(i)
+    period = 2 * (n - 1)
+    i = np.mod(i, period)
+    return np.where(i > n - 1, period - i, i)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def _plan_axis(n: int, tile: int, overlap: int, multiple: int, min_size: int) -> _AxisPlan:
+    margin = overlap // 2
+    padded = n + 2 * margin
+    t = max(min_size, min(tile, _round_up(padded, multiple)))
+    extra = max(0, t - padded)
+    pad_before = margin + extra // 2
+    padded = max(padded, t)
+    o = min(overlap, t - 1)
+    starts = tile_starts(padded, t, o)
+    ramp = blend_ramp(t, o).astype(np.float64)
+    total = np.zeros(padded, dtype=np.float64)
+    for s in starts:
+        total[s : s + t] += ramp
+    factors = tuple((ramp / total[s : s + t]).astype(np.float32) for s in starts)
+    source = _reflect_indices(-pad_before, padded, n)
+    return _AxisPlan(n, t, o, pad_before, padded, starts, factors, source)
+
+
+def default_tile(model: Any) -> int:
+    """Twice the model's subtomogram size, rounded up to its padding multiple."""
+    multiple = int(getattr(model.generator, "padding_multiple", 1) or 1)
+    return _round_up(2 * int(model.subtomo_size), multiple)
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    tile: int,
+    overlap: int,
+    multiple: int = 1,
+    min_size: int = 1,
+) -> TilePlan:
+    """Plan the tiles for a volume of ``shape``.
+
+    ``tile`` is rounded up to ``multiple`` (the network's padding multiple).
+    Along an axis shorter than a tile (after the context margin of
+    ``overlap // 2`` on both sides) the tile shrinks to the padded axis length
+    rounded up to ``multiple`` (and at least ``min_size``, the smallest input
+    the network accepts), so small volumes cost little.
+    """
+    shape3 = tuple(int(s) for s in shape)
+    if len(shape3) != 3 or min(shape3) < 1:
+        raise ValueError(f"volume must be 3D (z, y, x) and non-empty, got shape {tuple(shape)}")
+    multiple = max(1, int(multiple))
+    tile = int(tile)
+    if tile < 1:
+        raise ValueError(f"tile must be a positive number of voxels, got {tile}")
+    min_size = _round_up(max(1, int(min_size)), multiple)
+    tile = max(_round_up(tile, multiple), min_size)
+    overlap = int(overlap)
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
+    axes = tuple(_plan_axis(n, tile, overlap, multiple, min_size) for n in shape3)
+    order = [
+        (i, j, k) for i in range(len(axes[0].starts)) for j in range(len(axes[1].starts)) for k in range(len(axes[2].starts))
+    ]
+    return TilePlan(shape3, axes, order)  # type: ignore[arg-type]
+
+
+def _read_tile(volume: np.ndarray, plan: TilePlan, index: tuple[int, int, int]) -> np.ndarray:
+    """One padded tile as float32 (only its bounding box of the volume is read)."""
+    idx = []
+    box = []
+    for a, i in zip(plan.axes, index):
+        s = int(a.starts[i])
+        src = a.source[s : s + a.tile]
+        lo, hi = int(src.min()), int(src.max()) + 1
+        idx.append(src - lo)
+        box.append(slice(lo, hi))
+    block = np.asarray(volume[tuple(box)], dtype=np.float32)
+    if all(len(ix) == b.stop - b.start and (len(ix) < 2 or (np.diff(ix) == 1).all()) for ix, b in zip(idx, box)):
+        return block
+    return block[np.ix_(*idx)]
+
+
+# ----------------------------------------------------------------------------
+# Output accumulation per z-slab
+# ----------------------------------------------------------------------------
+
+
+class _SlabAccumulator:
+    """Rolling float32 buffer of one tile's depth over the padded (y, x) plane.
+
+    Tiles arrive ordered by z start; planes before the current z start are
+    final and are handed to ``sink(z0, z1, planes)`` (volume coordinates,
+    cropped to the volume), then the buffer shifts.
+    """
+
+    def __init__(self, plan: TilePlan, sink: Callable[[int, int, np.ndarray], None]):
+        az, ay, ax = plan.axes
+        self.plan = plan
+        self.sink = sink
+        self.buf = np.zeros((az.tile, ay.padded, ax.padded), dtype=np.float32)
+        self.start = 0  # padded z of buf[0]
+
+    def _flush(self, upto: int) -> None:
+        az, ay, ax = self.plan.axes
+        k = min(upto - self.start, az.tile)
+        if k <= 0:
+            return
+        z0 = max(self.start, az.pad_before)
+        z1 = min(self.start + k, az.pad_before + az.length)
+        if z1 > z0:
+            planes = self.buf[
+                z0 - self.start : z1 - self.start,
+                ay.pad_before : ay.pad_before + ay.length,
+                ax.pad_before : ax.pad_before + ax.length,
+            ]
+            self.sink(z0 - az.pad_before, z1 - az.pad_before, planes)
+        if k < az.tile:
+            self.buf[: az.tile - k] = self.buf[k:]
+        self.buf[az.tile - k :] = 0.0
+        self.start = upto
+
+    def add(self, index: tuple[int, int, int], prediction: np.ndarray) -> None:
+        az, ay, ax = self.plan.axes
+        i, j, k = index
+        sz, sy, sx = int(az.starts[i]), int(ay.starts[j]), int(ax.starts[k])
+        if sz > self.start:
+            self._flush(sz)
+        weight = az.factors[i][:, None, None] * ay.factors[j][None, :, None] * ax.factors[k][None, None, :]
+        off = sz - self.start
+        self.buf[off : off + az.tile, sy : sy + ay.tile, sx : sx + ax.tile] += prediction * weight
+
+    def finish(self) -> None:
+        az = self.plan.axes[0]
+        while self.start < az.padded:
+            self._flush(min(az.padded, self.start + az.tile))
+
+
+class _DirectAccumulator:
+    """Adds weighted tile predictions straight into the output (one sample).
+
+    The blend weights are normalised in advance, so the output is the plain
+    sum of the weighted tiles, cropped to the volume: no buffer at all.
+    """
+
+    def __init__(self, plan: TilePlan, out: np.ndarray, zero: bool = True):
+        self.plan = plan
+        self.out = out
+        if zero:  # a caller's array; a fresh np.zeros array is zero already (and not yet resident)
+            step = max(1, (1 << 24) // max(1, out.shape[1] * out.shape[2]))
+            for z0 in range(0, out.shape[0], step):
+                out[z0 : z0 + step] = 0.0
+
+    def add(self, index: tuple[int, int, int], prediction: np.ndarray) -> None:
+        src, dst, factors = [], [], []
+        for a, i in zip(self.plan.axes, index):
+            s = int(a.starts[i]) - a.pad_before  # tile start in volume coordinates
+            lo, hi = max(0, s), min(a.length, s + a.tile)
+            src.append(slice(lo - s, hi - s))
+            dst.append(slice(lo, hi))
+            factors.append(a.factors[i][lo - s : hi - s])
+        weight = factors[0][:, None, None] * factors[1][None, :, None] * factors[2][None, None, :]
+        self.out[tuple(dst)] += prediction[tuple(src)] * weight
+
+    def finish(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------
+
+
+def _check_volume(volume: Any) -> np.ndarray:
+    if not isinstance(volume, np.ndarray):
+        volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3D (z, y, x), got shape {volume.shape}")
+    if min(volume.shape) < 1:
+        raise ValueError(f"volume is empty: shape {volume.shape}")
+    if volume.dtype.kind not in "biuf":
+        raise ValueError(f"volume must hold real numbers, got dtype {volume.dtype}")
+    return volume
+
+
+def _check_out(arr: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:
+    if arr is None:
+        return np.zeros(shape, dtype=np.float32)
+    if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != np.float32:
+        raise ValueError(f"{name} must be a float32 array of shape {shape}")
+    if not arr.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return arr
+
+
+def _resolve_device(device: Any) -> "torch.device":
+    from .device import resolve_device
+
+    return resolve_device(device)
+
+
+def _default_batch(device: "torch.device", tile: tuple[int, int, int]) -> int:
+    voxels = math.prod(tile)
+    budget = (1 << 23) if device.type == "cuda" else (1 << 21)
+    return int(max(1, min(16, budget // voxels)))
+
+
+def _model_noise_scale(model: Any) -> float:
+    value = getattr(model, "noise_scale", None)
+    if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+        return float(value)
+    training = getattr(model, "training", None) or {}
+    value = training.get("noise_scale") if isinstance(training, dict) else None
+    try:
+        return float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def run_inference(
+    model: "TrainedModel",
+    volume: np.ndarray,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+    samples: int = 1,
+    noise_scale: float | None = None,
+    device: Any = "auto",
+    stop: Callable[[], bool] | None = None,
+    seed: int | None = None,
+    amp: bool = True,
+    out: np.ndarray | None = None,
+    std_out: np.ndarray | None = None,
+) -> Iterator[InferenceEvent]:
+    """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
+
+    Parameters
+    ----------
+    model
+        A trained model: ``generator`` (module mapping ``(B, 1, d, d, d)`` to
+        the same shape, with a ``padding_multiple``), ``normalize`` /
+        ``denormalize``, ``subtomo_size`` and ``training`` settings.
+    volume
+        ``(z, y, x)`` array of any real dtype, e.g. a read-only memory map.
+    tile, overlap
+        Tile edge (default :func:`default_tile`, rounded up to the padding
+        multiple) and the overlap of neighbouring tiles (default ``tile // 4``).
+    batch_size
+        Tiles per forward pass (default from the tile size and the device).
+    samples, noise_scale
+        ``samples`` predictions with independent Gaussian input noise of
+        standard deviation ``noise_scale`` (normalised units). The default
+        noise is none for one sample and the model's training noise scale for
+        several. ``seed`` makes the noise reproducible.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda:0"``... (see ``core.device``).
+    stop
+        Called between batches; when it returns True the run ends early with a
+        last event ``done=True, stopped=True, result=None``.
+    amp
+        Mixed precision on CUDA (no effect elsewhere).
+    out, std_out
+        Optional float32 output arrays of the volume's shape (e.g. memory maps).
+
+    Yields one :class:`InferenceEvent` per batch; the last has ``done=True``
+    and the :class:`InferenceResult`.
+    """
+    import torch
+
+    from .device import autocast_context, release_device_memory
+
+    volume = _check_volume(volume)
+    shape = tuple(int(s) for s in volume.shape)
+    samples = int(samples)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if noise_scale is None:
+        noise = _model_noise_scale(model) if samples > 1 else 0.0
+    else:
+        noise = float(noise_scale)
+        if not math.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
+
+    generator = model.generator
+    multiple = int(getattr(generator, "padding_multiple", 1) or 1)
+    tile_req = default_tile(model) if tile is None else int(tile)
+    if tile_req < 1:
+        raise ValueError(f"tile must be a positive number of voxels, got {tile}")
+    tile_req = _round_up(tile_req, multiple)
+    overlap_req = tile_req // 4 if overlap is None else int(overlap)
+    min_size = int(getattr(generator, "min_size", multiple) or multiple)
+    plan = plan_tiles(shape, tile_req, overlap_req, multiple, min_size)
+
+    dev = _resolve_device(device)
+    if batch_size is None:
+        batch_size = _default_batch(dev, plan.tile)
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    mean = _check_out(out, shape, "out")
+    m2 = _check_out(std_out, shape, "std_out") if samples > 1 else None
+    state = {"k": 0}
+
+    def sink(z0: int, z1: int, planes: np.ndarray) -> None:
+        k = state["k"]
+        if k == 0:
+            mean[z0:z1] = planes
+            if m2 is not None:
+                m2[z0:z1] = 0.0
+            return
+        assert m2 is not None
+        delta = planes - mean[z0:z1]
+        mean[z0:z1] += delta / np.float32(k + 1)
+        m2[z0:z1] += delta * (planes - mean[z0:z1])
+
+    torch_gen = None
+    if noise > 0:
+        torch_gen = torch.Generator(device=dev)
+        torch_gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
+
+    was_training = generator.training
+    home = next((p.device for p in generator.parameters()), None)
+    generator.to(dev)
+    generator.eval()
+    total = len(plan) * samples
+    done = 0
+    t0 = time.perf_counter()
+    stopped = False
+    try:
+        for k in range(samples):
+            state["k"] = k
+            acc = _DirectAccumulator(plan, mean, zero=out is not None) if samples == 1 else _SlabAccumulator(plan, sink)
+            for b0 in range(0, len(plan), batch_size):
+                if stop is not None and stop():
+                    stopped = True
+                    break
+                indices = plan.order[b0 : b0 + batch_size]
+                batch = np.stack([_read_tile(volume, plan, ix) for ix in indices])[:, None]
+                with torch.inference_mode():
+                    x = torch.from_numpy(batch).to(dev)
+                    x = model.normalize(x)
+                    if noise > 0:
+                        x = x + noise * torch.randn(x.shape, generator=torch_gen, device=dev, dtype=x.dtype)
+                    with autocast_context(dev, enabled=amp):
+                        y = generator(x)
+                    y = model.denormalize(y.float())
+                    pred = y[:, 0].cpu().numpy()
+                for ix, p in zip(indices, pred):
+                    acc.add(ix, p)
+                done += len(indices)
+                elapsed = time.perf_counter() - t0
+                yield InferenceEvent(
+                    done_tiles=done,
+                    total_tiles=total,
+                    sample=k + 1,
+                    samples=samples,
+                    seconds=elapsed,
+                    eta_s=elapsed / done * (total - done),
+                )
+            if stopped:
+                break
+            acc.finish()
+    finally:
+        generator.train(was_training)
+        if home is not None and home != dev:
+            generator.to(home)
+        if dev.type != "cpu":
+            release_device_memory(dev)
+
+    elapsed = time.perf_counter() - t0
+    if stopped:
+        yield InferenceEvent(done, total, state["k"] + 1, samples, elapsed, None, done=True, stopped=True,
+                             message="inference stopped")
+        return
+    std = None
+    if m2 is not None:
+        step = max(1, (1 << 24) // max(1, shape[1] * shape[2]))
+        for z0 in range(0, shape[0], step):
+            sl = m2[z0 : z0 + step]
+            np.divide(sl, np.float32(samples), out=sl)
+            np.sqrt(np.maximum(sl, 0.0, out=sl), out=sl)
+        std = m2
+    result = InferenceResult(
+        mean=mean,
+        std=std,
+        samples=samples,
+        noise_scale=noise,
+        tile=plan.tile,
+        overlap=plan.overlap,
+        device=str(dev),
+        seconds=elapsed,
+    )
+    yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
+                         message=f"{total} tiles in {elapsed:.1f} s on {dev}")
+
+
+def predict(model: "TrainedModel", volume: np.ndarray, **kwargs: Any) -> InferenceResult:
+    """Run :func:`run_inference` to the end and return its result.
+
+    Raises :class:`InferenceStopped` when the ``stop`` callback ended the run.
+    """
+    last: InferenceEvent | None = None
+    for last in run_inference(model, volume, **kwargs):
+        pass
+    if last is None or last.result is None:
+        raise InferenceStopped("inference was stopped before it finished")
+    return last.result
