@@ -151,6 +151,28 @@ def test_events_schedules_and_previews(tomogram: np.ndarray) -> None:
     np.testing.assert_allclose(events[0].preview, tomogram[z : z + 16, y : y + 16, x : x + 16], rtol=1e-4, atol=1e-3)
 
 
+def test_fidelity_reads_zero_when_the_prediction_agrees_with_the_data() -> None:
+    # A clean wedge-filtered volume, no added noise: the identity-initialised
+    # U-Net predicts its input exactly at the first step. The crops still leak
+    # power into the wedge at their edges; that part is out of g's reach and
+    # must not count.
+    clean = phantoms.hollow_sphere(32, outer_diameter=22, shell=3)
+    wedged = phantoms.corrupt(clean, GEOMETRY, snr=None, seed=0)
+    trainer = Trainer(wedged, GEOMETRY, tiny(steps=1, noise_scale=0.0))
+    first = [e for e in trainer.run() if e.losses][0]
+    assert first.losses["fidelity"] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_clean_data_get_the_floor_of_sigma_n() -> None:
+    clean = phantoms.hollow_sphere(64, outer_diameter=32, shell=3)
+    wedged = phantoms.corrupt(clean, GEOMETRY, snr=None, seed=0)
+    trainer = Trainer(wedged, GEOMETRY, tiny(steps=1))
+    events = list(trainer.run())
+    assert trainer.noise is not None and trainer.noise.total_std < 0.5  # nearly noiseless
+    assert trainer.model.training["sigma_n_used"] == pytest.approx(0.5)
+    assert events[-1].done
+
+
 def test_training_lowers_the_loss(tomogram: np.ndarray) -> None:
     # A fixed problem: no added noise, the frozen copy never refreshed, and a
     # non-residual U-Net that starts far from reproducing its input.

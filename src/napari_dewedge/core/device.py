@@ -168,11 +168,17 @@ def configure_cpu_threads(n: int | None = None) -> int:
 
 
 def release_device_memory(device: "torch.device | str | None" = None) -> None:
-    """Collect garbage and return cached GPU memory to the driver (CUDA and MPS)."""
+    """Collect garbage and return cached GPU memory to the driver (CUDA and MPS).
+
+    On the CPU there is no cache to return and nothing is done: a full garbage
+    collection there would only pause the caller (the GUI, when a run ends).
+    """
     import torch
 
-    gc.collect()
     kind = torch.device(device).type if device is not None else None
+    if kind == "cpu":
+        return
+    gc.collect()
     if kind in (None, "cuda") and torch.cuda.is_available():
         torch.cuda.empty_cache()
     if kind in (None, "mps") and _mps_available():

@@ -117,11 +117,11 @@ class DewedgeSettings:
     preset: str = "quick"
     subtomo_size: int = 32
     n_subtomos: int = 64
-    steps: int = 240
+    steps: int = 480
     batch_size: int = 4
     lambda_consistency: float = 1.0
     noise_scale: float | None = None
-    energy_objective: str = "gan"
+    energy_objective: str = "wgan-gp"
     device: str = "auto"
     seed: int | None = 0
     samples: int = 1
