@@ -6,7 +6,6 @@ Trains the quick preset on the bundled microtubule tomogram (minutes on a CPU).
 """
 import sys, time
 from pathlib import Path
-import numpy as np
 import napari
 from qtpy.QtWidgets import QApplication
 from napari_dewedge.widgets.dewedge import DewedgeWidget
@@ -43,7 +42,6 @@ while widget.is_running:
     pump(0.5)
 print("status:", widget.status, flush=True)
 pump(1)
-np.save(OUT / "result.npy", np.asarray(widget.result_layer.data))
 res = widget.compare()
 compare, views = res
 t = time.time()
@@ -57,10 +55,7 @@ if w is not None:
     w.raise_()
 viewer.grid.enabled = True
 viewer.reset_view()
-for n in list(viewer.window._qt_viewer.findChildren(object)):
-    pass
 pump(2)
 viewer.window.screenshot(str(OUT / "dewedge_before_after.png"), canvas_only=False)
-widget.grab().save(str(OUT / "widget_after.png"))
 print("done", compare.table_values() if hasattr(compare, "table_values") else "", flush=True)
 viewer.close()

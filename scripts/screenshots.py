@@ -80,16 +80,16 @@ def _phantoms(args) -> dict[str, np.ndarray]:
         out["dewedged"] = np.load(args.dewedged).astype(np.float32)
         if out["dewedged"].shape != observed.shape:
             raise SystemExit(f"--dewedged {args.dewedged}: shape {out['dewedged'].shape}, expected {observed.shape}")
-    elif args.steps > 0:
+    elif args.steps is None or args.steps > 0:
         import torch
 
         from napari_dewedge.core.inference import predict
         from napari_dewedge.core.training import TrainingConfig, fit
 
         torch.manual_seed(0)
-        print(f"training on the phantom ({args.steps} steps, CPU or GPU)\u2026", flush=True)
+        config = TrainingConfig.preset("quick", **({} if args.steps is None else {"steps": args.steps}))
+        print(f"training on the phantom ({config.steps} steps, CPU or GPU)\u2026", flush=True)
         t0 = time.perf_counter()
-        config = TrainingConfig.preset("quick", steps=args.steps)
         def progress(event) -> None:
             if event.done or event.step % 20 == 0:
                 print(f"  step {event.step}/{event.total}, about {event.eta_s:.0f} s left", flush=True)
@@ -249,7 +249,8 @@ def full_window_shot(args, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="folder for the PNGs")
-    parser.add_argument("--steps", type=int, default=240, help="training steps of the dewedged phantom (0: none)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps of the dewedged phantom (default: the quick preset's; 0: none)")
     parser.add_argument("--size", type=int, default=64, help="edge of the phantom's box in voxels")
     parser.add_argument("--dewedged", type=Path, help="a dewedged phantom (.npy, --size^3) to use instead of training")
     parser.add_argument("--save-dewedged", type=Path, help="keep the dewedged phantom here (.npy) for later runs")
