@@ -149,3 +149,19 @@ def test_wedge_edges_follow_the_shared_state(viewer, qtbot):
     assert panel.segments != first
     widget.edges_check.setChecked(False)
     assert panel.segments == []
+
+
+def test_a_long_layer_name_does_not_widen_its_column(viewer, qtbot):
+    widget = _views(viewer)
+    vol = _volume()
+    viewer.add_image(vol, name="t", metadata={"dewedge_role": "corrupted"})
+    viewer.add_image(vol, name="a rather long name of a dewedged tomogram layer " * 2,
+                     metadata={"dewedge_role": "dewedged"})
+    qtbot.waitUntil(lambda: _ready(widget, 2), timeout=5000)
+    widget.update_views()
+    before, after = widget.columns
+    assert after.header.text().endswith("layer ")  # the whole name is there...
+    # ...but it asks for no more room than the short one, so the columns share the width equally
+    assert after.minimumSizeHint().width() == before.minimumSizeHint().width()
+    assert after.sizeHint().width() == before.sizeHint().width()
+    assert "long name" in after.header.toolTip()

@@ -197,6 +197,9 @@ class _Column(QWidget):
         self.position_label = QLabel("")
         self.position_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.position_label.setStyleSheet("color: gray;")
+        for label in (self.header, self.position_label):
+            # long layer names must not widen one column: before and after stay the same size
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.fourier = {
             plane: ImagePanel(PLANE_TITLES[plane], lut="magma", axis_labels=PLANE_AXES[plane], min_size=60)
             for plane in PLANES
@@ -352,6 +355,7 @@ class OrthoViews(QWidget):
             column.layer = layer
             column.spectrum = None
             column.header.setText(f"{column.heading}: {layer.name}")
+            column.header.setToolTip(column.header.text())
             self._request_stats(layer)
         self._load_spectra()
         self.update_views()
