@@ -53,6 +53,9 @@ while w is not None and not isinstance(w, QDockWidget):
     w = w.parent()
 if w is not None:
     w.raise_()
+    from qtpy.QtCore import Qt
+    viewer.window._qt_window.resizeDocks([w], [600], Qt.Orientation.Horizontal)
+    pump(0.5)
 viewer.grid.enabled = True
 viewer.reset_view()
 pump(2)

@@ -90,9 +90,10 @@ def _wait_done(qtbot, widget, timeout=30_000):
 
 def test_build_config_from_preset_and_form_values():
     from napari_dewedge.core.training import PRESETS
-    from napari_dewedge.widgets.dewedge import build_config, settings_for_preset
+    from napari_dewedge.widgets.dewedge import DewedgeSettings, build_config, settings_for_preset
 
     quick = settings_for_preset("quick")
+    assert DewedgeSettings() == quick  # the form's defaults are the quick preset's
     assert quick.subtomo_size == PRESETS["quick"]["subtomo_size"] and quick.steps == PRESETS["quick"]["steps"]
     assert quick.unet_depth == PRESETS["quick"]["unet"]["depth"]
 

@@ -200,6 +200,7 @@ class _Column(QWidget):
         for label in (self.header, self.position_label):
             # long layer names must not widen one column: before and after stay the same size
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.position_label.setWordWrap(True)
         self.fourier = {
             plane: ImagePanel(PLANE_TITLES[plane], lut="magma", axis_labels=PLANE_AXES[plane], min_size=60)
             for plane in PLANES
