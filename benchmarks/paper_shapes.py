@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,17 +159,10 @@ def table(cases: list[Case], device_name: str) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from napari_dewedge.core.files import atomic_output
+
+    with atomic_output(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:

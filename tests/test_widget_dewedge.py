@@ -19,14 +19,7 @@ SCALE = (2.0, 1.5, 1.5)
 TRANSLATE = (10.0, -3.0, 4.5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

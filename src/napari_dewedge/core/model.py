@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .files import atomic_output
 from .networks import build_energy, build_generator
 from .wedge import WedgeGeometry
 
@@ -83,22 +83,11 @@ def _state_dict_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``."""
+    """``torch.save`` to ``path`` atomically (:func:`~.files.atomic_output`), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_output(path) as fh:
+        torch.save(obj, fh)
     return path
 
 
