@@ -45,13 +45,13 @@ def _device_text(name: str) -> str:
     import torch
 
     from napari_dewedge.core.device import resolve_device
-    from napari_dewedge.widgets.dewedge import worker_cpu_threads
+    from napari_dewedge.core.pipeline import gui_cpu_threads
 
     dev = resolve_device(name)
     if dev.type == "cuda":
         return f"{dev} ({torch.cuda.get_device_name(dev)})"
     cpu = platform.processor() or platform.machine()
-    return f"{dev} ({cpu}, {worker_cpu_threads()} torch threads for the job, {os.cpu_count()} logical CPUs)"
+    return f"{dev} ({cpu}, {gui_cpu_threads()} torch threads for the job, {os.cpu_count()} logical CPUs)"
 
 
 def _add_data(viewer, which: str):

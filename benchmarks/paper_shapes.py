@@ -70,26 +70,34 @@ def _shapes(quick: bool, orientations: int, seed: int) -> dict[str, list[np.ndar
 
 
 def _train(corrupted: np.ndarray, geometry, config, label: str, quiet: bool):
-    from napari_dewedge.core.training import Trainer
+    from napari_dewedge.core import pipeline
 
-    trainer = Trainer(corrupted, geometry, config, voxel_size=1.0, source=label)
-    shown = -1.0
-    for event in trainer.run():
-        if quiet:
-            continue
+    shown = [-1.0]
+
+    def report(item) -> None:
+        if quiet or item.kind != "training":
+            return
+        event = item.event
         if event.step == 0 and event.message:
             print(f"  [{label}] {event.message}", file=sys.stderr, flush=True)
         frac = event.step / max(1, event.total)
-        if frac - shown >= 0.1 or event.done:
-            shown = frac
+        if frac - shown[0] >= 0.1 or event.done:
+            shown[0] = frac
             losses = " ".join(f"{k}={v:.3g}" for k, v in list(event.losses.items())[:4])
             print(f"  [{label}] step {event.step}/{event.total} eta {event.eta_s:.0f} s {losses}",
                   file=sys.stderr, flush=True)
-    return trainer.model
+
+    spec = pipeline.TrainSpec(geometry, config, voxel_size=(1.0, 1.0, 1.0), source=label)
+    return pipeline.run_job(pipeline.train(corrupted, spec), on_event=report).model
+
+
+def _apply(model, corrupted: np.ndarray, device) -> np.ndarray:
+    from napari_dewedge.core import pipeline
+
+    return pipeline.run_job(pipeline.apply(model, corrupted, pipeline.ApplySpec(device=device))).result.mean
 
 
 def run_case(shape: str, index: int, truth: np.ndarray, args, device, geometry) -> Case:
-    from napari_dewedge.core.inference import predict
     from napari_dewedge.core.metrics import missing_wedge_fsc_auc, psnr, ssim
     from napari_dewedge.core.phantoms import corrupt
     from napari_dewedge.core.training import TrainingConfig
@@ -106,7 +114,7 @@ def run_case(shape: str, index: int, truth: np.ndarray, args, device, geometry) 
     model = _train(corrupted, geometry, config, label, args.quiet)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    corrected = predict(model, corrupted, device=device).mean
+    corrected = _apply(model, corrupted, device)
     apply_s = time.perf_counter() - t0
     case = Case(
         shape=shape,

@@ -83,19 +83,20 @@ def _phantoms(args) -> dict[str, np.ndarray]:
     elif args.steps is None or args.steps > 0:
         import torch
 
-        from napari_dewedge.core.inference import predict
-        from napari_dewedge.core.training import TrainingConfig, fit
+        from napari_dewedge.core import pipeline
+        from napari_dewedge.core.training import TrainingConfig
 
         torch.manual_seed(0)
         config = TrainingConfig.preset("quick", **({} if args.steps is None else {"steps": args.steps}))
         print(f"training on the phantom ({config.steps} steps, CPU or GPU)\u2026", flush=True)
         t0 = time.perf_counter()
-        def progress(event) -> None:
-            if event.done or event.step % 20 == 0:
+        def progress(item) -> None:
+            event = getattr(item, "event", None)
+            if item.kind == "training" and (event.done or event.step % 20 == 0):
                 print(f"  step {event.step}/{event.total}, about {event.eta_s:.0f} s left", flush=True)
 
-        model = fit(observed, geometry, config, callback=progress)
-        out["dewedged"] = predict(model, observed).mean.astype(np.float32)
+        job = pipeline.train_and_apply(observed, pipeline.TrainSpec(geometry, config))
+        out["dewedged"] = pipeline.run_job(job, on_event=progress).result.mean.astype(np.float32)
         print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
         if args.save_dewedged:
             np.save(args.save_dewedged, out["dewedged"])

@@ -107,23 +107,6 @@ def test_build_config_from_preset_and_form_values():
         build_config(settings_for_preset("quick", samples=0))
 
 
-def test_result_metadata_keeps_ground_truth_link_and_leaves_source_alone():
-    from napari_dewedge.widgets.dewedge import provenance, result_metadata
-
-    geometry = WedgeGeometry(-45, 60, "x")
-    source_meta = {"dewedge_role": "corrupted", "ground_truth_layer": "truth", "voxel_size": (3.0, 3.0, 3.0),
-                   "path": "/data/tomo.mrc", "header": {"nx": 5}}
-    before = copy.deepcopy(source_meta)
-    record = provenance("tomo", "/data/tomo.mrc", geometry, model_path=None, inference={"samples": 3})
-    meta = result_metadata(source_meta, record, "dewedged")
-    assert source_meta == before
-    assert meta["dewedge_role"] == "dewedged" and meta["source_role"] == "corrupted"
-    assert meta["ground_truth_layer"] == "truth" and meta["voxel_size"] == (3.0, 3.0, 3.0)
-    assert WedgeGeometry.from_dict(meta["wedge"]) == geometry
-    assert meta["provenance"]["model"] == "in memory" and meta["provenance"]["inference"] == {"samples": 3}
-    assert meta["source_path"] == "/data/tomo.mrc" and "path" not in meta  # saving never targets the source
-
-
 # --------------------------------------------------------------------------- the widget
 
 
@@ -237,11 +220,11 @@ def test_stop_keeps_the_model_and_it_can_be_applied(viewer, qtbot, errors):
 
 
 def test_worker_error_is_shown_and_widget_recovers(viewer, qtbot, errors, monkeypatch):
-    import napari_dewedge.widgets.dewedge as dewedge
+    import napari_dewedge.core.pipeline as pipeline
     from napari_dewedge.core.training import Trainer
 
     released: list = []
-    monkeypatch.setattr(dewedge, "_release", lambda dev: released.append(str(dev)))
+    monkeypatch.setattr(pipeline, "_release", lambda dev: released.append(str(dev)))
 
     def boom(self, k):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -169,15 +169,30 @@ def _geometry(args: argparse.Namespace):
 
 
 def _device(args: argparse.Namespace):
-    from .core.device import configure_cpu_threads, resolve_device
+    from .core.device import resolve_device
 
     try:
-        device = resolve_device(args.device)
+        return resolve_device(args.device)
     except ValueError as exc:
         raise CliError(f"--device: {exc}") from None
-    if device.type == "cpu":
-        configure_cpu_threads(args.threads)
-    return device
+
+
+def _cpu_threads(args: argparse.Namespace) -> int:
+    """Torch CPU threads for the job: ``--threads``, or every core."""
+    from .core.device import default_cpu_threads
+
+    n = getattr(args, "threads", None)
+    return int(n) if n is not None else default_cpu_threads()
+
+
+def _raise_failure(failure) -> None:
+    """A job's failure as the CLI reports it: bad input (exit 2) or a failure while computing."""
+    error = failure.error
+    if isinstance(error, (ValueError, TypeError)) and failure.stage != "training":
+        raise CliError(str(error)) from None
+    if error is not None:
+        raise error
+    raise RuntimeError(failure.message)
 
 
 def _device_name(device: Any) -> str:
@@ -224,7 +239,7 @@ def _format_losses(losses: Any) -> str:
 
 def _train(vol, source: Path, geometry, args: argparse.Namespace, device: Any, save_to: Path | None):
     """Train on ``vol``; on Ctrl-C the model so far is saved (when ``save_to``) and re-raised."""
-    from .core.training import Trainer
+    from .core import pipeline
 
     config = _training_config(args, device)
     checkpoint = Path(args.checkpoint).expanduser() if getattr(args, "checkpoint", None) else None
@@ -236,32 +251,38 @@ def _train(vol, source: Path, geometry, args: argparse.Namespace, device: Any, s
     resume = checkpoint if checkpoint is not None and checkpoint.exists() else None
     if resume is not None:
         _say(f"resuming from checkpoint {resume}", args)
-    try:
-        trainer = Trainer(vol.data, geometry, config, voxel_size=vol.voxel_size, source=str(source),
-                          resume_from=resume, checkpoint_path=checkpoint)
-    except (ValueError, TypeError) as exc:
-        raise CliError(str(exc)) from None
-    _say(f"wedge: {geometry}; device: {_device_name(device)}", args)
+    spec = pipeline.TrainSpec(geometry, config, voxel_size=vol.voxel_size, source=str(source),
+                              resume_from=resume, checkpoint_path=checkpoint)
+    control = pipeline.JobControl()
     bar: Progress | None = None
     t0 = time.monotonic()
+    model = None
     try:
-        for event in trainer.run():
-            if bar is None:
-                if event.message:
-                    _say(f"  {event.message}", args)
-                bar = Progress(event.total, "training", "steps", quiet=args.quiet)
-            bar.update_to(event.step, _format_losses(event.losses) if event.losses else "")
+        for event in pipeline.train(vol.data, spec, control, cpu_threads=_cpu_threads(args)):
+            if event.kind == "training":
+                if bar is None:
+                    _say(f"wedge: {geometry}; device: {_device_name(device)}", args)
+                    if event.event.message:
+                        _say(f"  {event.event.message}", args)
+                    bar = Progress(event.event.total, "training", "steps", quiet=args.quiet)
+                losses = event.event.losses
+                bar.update_to(event.event.step, _format_losses(losses) if losses else "")
+            elif event.kind == "failure":
+                _raise_failure(event)
+            elif event.kind == "result":
+                model = event.model
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        model = trainer.model
-        if save_to is not None and model.steps_done > 0:
-            model.save(save_to)
-            _say(f"interrupted at step {model.steps_done}: the model trained so far is in {save_to}")
+        partial = control.partial_model()
+        if save_to is not None and partial is not None:
+            partial.save(save_to)
+            _say(f"interrupted at step {partial.steps_done}: the model trained so far is in {save_to}")
         raise
-    if bar is not None:
-        bar.close()
-    model = trainer.model
+    finally:
+        if bar is not None:
+            bar.close()
+    assert model is not None
     _say(f"trained {model.steps_done} steps in {time.monotonic() - t0:.1f} s", args)
     return model
 
@@ -294,28 +315,26 @@ def _load_model(path: str | os.PathLike):
 
 
 def _apply(model, vol, args: argparse.Namespace, device: Any):
-    from .core.inference import run_inference
+    from .core import pipeline
 
-    if model.voxel_size is not None:
-        ratio = max(abs(a / b - 1) for a, b in zip(vol.voxel_size, model.voxel_size))
-        if ratio > 0.05:
-            _say(f"warning: the model was trained on {model.voxel_size[2]:g} Å voxels, the input has "
-                 f"{vol.voxel_size[2]:g} Å: results may be poor", args)
-    kwargs = {k: getattr(args, k, None) for k in ("tile", "overlap")}
-    kwargs["batch_size"] = getattr(args, "tile_batch", None)
+    spec = pipeline.ApplySpec(samples=args.samples, device=device, seed=args.seed, noise_scale=args.noise_scale,
+                              tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", None),
+                              batch_size=getattr(args, "tile_batch", None), voxel_size=tuple(vol.voxel_size))
     bar: Progress | None = None
     result = None
     try:
-        for event in run_inference(model, vol.data, samples=args.samples, noise_scale=args.noise_scale,
-                                   device=device, seed=args.seed, **kwargs):
-            if bar is None:
-                bar = Progress(event.total_tiles, "applying", "tiles", quiet=args.quiet)
-            info = f"sample {event.sample}/{event.samples}" if event.samples > 1 else ""
-            bar.update_to(event.done_tiles, info)
-            if event.done:
+        for event in pipeline.apply(model, vol.data, spec, cpu_threads=_cpu_threads(args)):
+            if event.kind == "notice":
+                _say(f"warning: {event.message}", args)
+            elif event.kind == "applying":
+                ev = event.event
+                if bar is None:
+                    bar = Progress(ev.total_tiles, "applying", "tiles", quiet=args.quiet)
+                bar.update_to(ev.done_tiles, f"sample {ev.sample}/{ev.samples}" if ev.samples > 1 else "")
+            elif event.kind == "failure":
+                _raise_failure(event)
+            elif event.kind == "result":
                 result = event.result
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()

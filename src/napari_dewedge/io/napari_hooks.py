@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.layers import Provenance
 from .mrc import (
     Volume,
     _is_protected,
@@ -134,30 +135,6 @@ def _spatial(values: Any, ndim: int, default: float) -> tuple[float, ...]:
     return tuple(vals[-ndim:])
 
 
-def _provenance_text(name: str | None, metadata: Mapping[str, Any]) -> str | None:
-    prov = metadata.get("provenance")
-    parts = [str(name)] if name else []
-    if isinstance(prov, str) and prov.strip():
-        parts.append(f"({prov.strip()})")
-    elif isinstance(prov, Mapping):
-        what = prov.get("summary") or prov.get("operation") or prov.get("method")
-        src = prov.get("source_layer") or prov.get("source") or prov.get("source_path")
-        if what:
-            parts.append(f"{what}")
-        if src:
-            src = str(src)
-            parts.append(f"from {Path(src).name if os.sep in src else src}")
-    return " ".join(parts) or None
-
-
-def _protected_paths(metadata: Mapping[str, Any]) -> list[str]:
-    out = [metadata.get("path"), metadata.get("source_path")]
-    prov = metadata.get("provenance")
-    if isinstance(prov, Mapping):
-        out += [prov.get("path"), prov.get("source_path")]
-    return [os.fspath(p) for p in out if isinstance(p, (str, os.PathLike)) and os.fspath(p)]
-
-
 def write_mrc(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """napari single-image writer: float32 MRC with the layer's voxel size.
 
@@ -197,7 +174,7 @@ def write_mrc(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     translate = tuple(t * f for t, f in zip(translate, factors))
 
     metadata = attributes.get("metadata") or {}
-    protected = _protected_paths(metadata)
+    protected = Provenance.protected_paths(metadata)
     target = Path(path)
     if _is_protected(target, protected):
         raise FileExistsError(
@@ -209,7 +186,7 @@ def write_mrc(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
         arr,
         voxel_size=scale,
         origin=translate,
-        label=_provenance_text(attributes.get("name"), metadata),
+        label=Provenance.label(attributes.get("name"), metadata),
         overwrite=True,
         protected_paths=(),
         extra_labels=[str(x) for x in labels],

@@ -4,21 +4,14 @@
 applies it (**Dewedge**), applies a saved or the current model
 (**Apply model…**), saves the model (**Save model…**) and stops a run
 (**Stop**). The wedge is the viewer's shared wedge state (the same object the
-missing-wedge inspector edits). All compute happens in
-:mod:`napari_dewedge.core`, in a napari thread worker that runs a job
-generator (:func:`train_and_apply_job`, :func:`apply_job`); the GUI thread
-only records the job's progress items and applies the latest of them a few
-times per second (progress bar, status line, loss plot, preview layer), so the
-viewer stays responsive during training.
+missing-wedge inspector edits). The jobs are :mod:`napari_dewedge.core.pipeline`'s,
+run in a napari thread worker; the GUI thread only records their events and
+applies the latest of them a few times per second (progress bar, status line,
+loss plot, preview layer), so the viewer stays responsive during training.
 
 Results are new layers ``"<name> dewedged"`` (and ``"<name> uncertainty"``
-with K > 1 samples) with the source's scale and translation and their
-provenance in ``metadata`` (:func:`result_metadata`).
-
-The small functions at the top (:class:`DewedgeSettings`,
-:func:`settings_for_preset`, :func:`build_config`, :func:`provenance`,
-:func:`result_metadata` and the job generators) hold the logic and do not
-need a display.
+with K > 1 samples) with the source's frame and their provenance in
+``metadata`` (:class:`~napari_dewedge.core.layers.Provenance`).
 """
 
 from __future__ import annotations
@@ -26,13 +19,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import threading
 import time
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,14 +45,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core import pipeline
+from ..core.layers import LayerFrame, LayerRef, Provenance, Role, geometry_of, layer_source, role_of
 from ..core.wedge import WedgeGeometry
 from .panels import LayerPicker, is_alive, is_volume_layer, volume_of
-from .state import geometry_from_layer, get_wedge_state, register_widget
+from .state import get_wedge_state, register_widget
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-    from ..core.inference import InferenceResult
     from ..core.model import TrainedModel
     from ..core.training import TrainingConfig
 
@@ -69,17 +61,8 @@ __all__ = [
     "PRESET_NAMES",
     "ENERGY_OBJECTIVES",
     "DewedgeSettings",
-    "JobControl",
-    "JobFailure",
-    "JobOutcome",
     "settings_for_preset",
     "build_config",
-    "worker_cpu_threads",
-    "provenance",
-    "result_metadata",
-    "layer_source",
-    "train_and_apply_job",
-    "apply_job",
     "DewedgeWidget",
 ]
 
@@ -87,10 +70,6 @@ PRESET_NAMES = ("quick", "standard", "thorough")
 ENERGY_OBJECTIVES = ("gan", "wgan-gp")
 #: Losses drawn in the live plot (others, e.g. the noise scale drawn per step, are not losses).
 PLOTTED_LOSSES = ("generator", "fidelity", "consistency", "energy", "energy_net")
-#: Metadata roles of the layers this widget makes.
-ROLE_RESULT, ROLE_UNCERTAINTY, ROLE_PREVIEW = "dewedged", "uncertainty", "preview"
-#: Smallest interval (s) between two progress items a job sends to the GUI thread.
-JOB_YIELD_INTERVAL_S = 0.05
 #: Interval (ms) of the GUI refresh (status, progress bar, plot, preview).
 GUI_REFRESH_MS = 250
 #: Smallest interval (s) between two updates of the preview layer and of the loss plot.
@@ -160,44 +139,15 @@ def settings_for_preset(name: str, **changes: Any) -> DewedgeSettings:
     return values
 
 
-def worker_cpu_threads() -> int:
-    """CPU threads for computing next to napari: all but one core (at least one).
-
-    The spare core keeps the GUI thread responsive; oversubscribing the CPU
-    also slows torch's own threads down badly.
-    """
-    from ..core.device import default_cpu_threads
-
-    return max(1, default_cpu_threads() - 1)
-
-
-@contextlib.contextmanager
-def _cpu_threads(device: Any, n: int | None) -> Iterator[None]:
-    """Use ``n`` torch CPU threads inside the block when ``device`` is the CPU."""
-    import torch
-
-    from ..core.device import resolve_device
-
-    if n is None or resolve_device(device).type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def build_config(settings: DewedgeSettings) -> "TrainingConfig":
     """The :class:`~napari_dewedge.core.training.TrainingConfig` of the form values.
 
     The preset gives everything the form does not show (learning rate,
     energy network width...). Previews come every ``preset.preview_every``
-    steps, but at least ten times per run. On the CPU, training leaves one
-    core to napari (:func:`worker_cpu_threads`). Raises ``ValueError`` with the
+    steps, but at least ten times per run. Raises ``ValueError`` with the
     trainer's message for invalid combinations (e.g. a subtomogram size that
-    the U-Net depth does not allow).
+    the U-Net depth does not allow). The CPU threads of a run are the
+    pipeline's business (:func:`~napari_dewedge.core.pipeline.gui_cpu_threads`).
     """
     from ..core.training import PRESETS, TrainingConfig
 
@@ -224,299 +174,7 @@ def build_config(settings: DewedgeSettings) -> "TrainingConfig":
         unet={"depth": int(settings.unet_depth), "width": int(settings.unet_width)},
         preview_every=preview_every,
         checkpoint_every_s=None,
-        num_threads=worker_cpu_threads(),
     )
-
-
-# --------------------------------------------------------------------------------------
-# Provenance
-# --------------------------------------------------------------------------------------
-
-
-def layer_source(layer: Any) -> tuple[str, str | None]:
-    """``(name, path)`` of a layer: the file it was read from, when known."""
-    path = None
-    source = getattr(layer, "source", None)
-    if source is not None and getattr(source, "path", None):
-        path = str(source.path)
-    meta = getattr(layer, "metadata", None) or {}
-    if path is None and isinstance(meta.get("path"), str) and meta.get("path"):
-        path = meta["path"]
-    if path is None and isinstance(meta.get("source_path"), str) and meta.get("source_path"):
-        path = meta["source_path"]
-    return str(getattr(layer, "name", "volume")), path
-
-
-def _plain(value: Any) -> Any:
-    """JSON-like copy: tuples to lists, numpy scalars to numbers."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def provenance(
-    source_name: str,
-    source_path: str | None,
-    geometry: WedgeGeometry,
-    *,
-    model: "TrainedModel | None" = None,
-    model_path: str | None = None,
-    inference: Mapping[str, Any] | None = None,
-    role: str = ROLE_RESULT,
-) -> dict[str, Any]:
-    """Where a result came from: source layer, wedge, model and settings (plain data)."""
-    summary = {ROLE_RESULT: "napari-dewedge", ROLE_UNCERTAINTY: "napari-dewedge uncertainty (std of samples)"}
-    record: dict[str, Any] = {
-        "operation": "dewedge",
-        "summary": summary.get(role, f"napari-dewedge {role}"),
-        "source_layer": source_name,
-        "source_path": source_path,
-        "wedge": geometry.to_dict(),
-        "model": model_path if model_path else "in memory",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    if model is not None:
-        record["model_summary"] = model.summary()
-        record["model_wedge"] = model.geometry.to_dict()
-        record["steps_done"] = int(model.steps_done)
-        record["training"] = _plain(model.training)
-        record["versions"] = _plain(model.versions)
-    if inference is not None:
-        record["inference"] = _plain(dict(inference))
-    return record
-
-
-def result_metadata(source_metadata: Mapping[str, Any] | None, record: Mapping[str, Any], role: str) -> dict[str, Any]:
-    """``layer.metadata`` of a result layer.
-
-    Holds ``dewedge_role`` (``"dewedged"`` / ``"uncertainty"``), the wedge,
-    the provenance record and the voxel size. Links of the source to its
-    ground truth (``ground_truth*`` keys) are carried over; the source's own
-    metadata is never modified (a copy is made). ``source_path`` names the
-    tomogram the result came from, so that saving never overwrites it.
-    """
-    src = dict(source_metadata or {})
-    meta: dict[str, Any] = {
-        "dewedge_role": role,
-        "wedge": dict(record["wedge"]),
-        "provenance": copy.deepcopy(dict(record)),
-        "source_layer": record.get("source_layer"),
-        "source_role": src.get("dewedge_role"),
-    }
-    if record.get("source_path"):
-        meta["source_path"] = record["source_path"]
-    for key in ("voxel_size", "units"):
-        if key in src:
-            meta[key] = copy.deepcopy(src[key])
-    for key, value in src.items():
-        if str(key).startswith("ground_truth"):
-            meta[key] = copy.deepcopy(value)
-    return meta
-
-
-# --------------------------------------------------------------------------------------
-# Jobs (run in a worker thread; no Qt)
-# --------------------------------------------------------------------------------------
-
-
-class JobControl:
-    """Stop switch shared by a job (worker thread) and the widget (GUI thread)."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self.trainer: Any = None
-
-    def request_stop(self) -> None:
-        """Stop training after the current step, inference after the current tile batch."""
-        self._stop.set()
-        trainer = self.trainer
-        if trainer is not None:
-            trainer.request_stop()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-
-@dataclass
-class JobFailure:
-    """A job ended with an error: a message for the user and the traceback."""
-
-    message: str
-    detail: str = ""
-    stage: str = ""
-
-
-@dataclass
-class JobOutcome:
-    """The last item of a job."""
-
-    model: "TrainedModel | None"
-    result: "InferenceResult | None" = None
-    model_path: str | None = None
-    stopped: bool = False
-    trained: bool = False
-    message: str = ""
-
-
-@dataclass
-class TrainingProgress:
-    """A training event plus the losses of every step since the previous item."""
-
-    event: Any
-    losses: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-
-
-def _describe_error(exc: BaseException, stage: str) -> str:
-    """A short, actionable message for an exception of a job."""
-    text = str(exc).strip() or type(exc).__name__
-    lower = text.lower()
-    if isinstance(exc, MemoryError) or "out of memory" in lower:
-        return (
-            f"Out of memory while {stage}: {text}. Choose a smaller batch, subtomogram size "
-            "or network width (advanced settings), or the CPU device."
-        )
-    if isinstance(exc, (ValueError, TypeError, FileNotFoundError)):
-        return f"Cannot dewedge ({stage}): {text}"
-    return f"Dewedge failed while {stage}: {type(exc).__name__}: {text}"
-
-
-def _release(device: Any) -> None:
-    """Give cached GPU memory back after a job (on the CPU there is nothing to give:
-    a full garbage collection there would only stall napari)."""
-    try:
-        from ..core.device import release_device_memory, resolve_device
-
-        if resolve_device(device).type != "cpu":
-            release_device_memory(device)
-    except Exception:  # noqa: BLE001 - best effort: never mask the job's own outcome
-        pass
-
-
-def _inference_items(
-    model: "TrainedModel", volume: Any, *, samples: int, device: str, control: JobControl, seed: int | None
-) -> Iterator[Any]:
-    """Run the tiled inference, yielding its events (throttled) and finally the result or None."""
-    from ..core.inference import run_inference
-
-    last_yield = 0.0
-    result = None
-    with _cpu_threads(device, worker_cpu_threads()):
-        for event in run_inference(
-            model, volume, samples=int(samples), device=device, stop=lambda: control.stop_requested, seed=seed
-        ):
-            if event.done:
-                result = event.result
-                yield event
-                break
-            now = time.monotonic()
-            if now - last_yield >= JOB_YIELD_INTERVAL_S:
-                last_yield = now
-                yield event
-    return result
-
-
-def train_and_apply_job(
-    volume: Any,
-    geometry: WedgeGeometry,
-    config: "TrainingConfig",
-    control: JobControl,
-    *,
-    samples: int = 1,
-    voxel_size: Any = None,
-    source: str | None = None,
-) -> Iterator[Any]:
-    """Train on ``volume`` then apply the model to it.
-
-    Yields :class:`TrainingProgress` items (at most every
-    :data:`JOB_YIELD_INTERVAL_S`, plus every event with a preview and the
-    last), then the inference events, then one :class:`JobOutcome` (or a
-    :class:`JobFailure`: the job never raises). A stop during training ends
-    the job with the model trained so far and no result.
-    """
-    stage = "preparing the training"
-    trainer = None
-    try:
-        from ..core.training import Trainer
-
-        data = np.asarray(volume)
-        trainer = Trainer(data, geometry, config, voxel_size=voxel_size, source=source)
-        control.trainer = trainer
-        if control.stop_requested:
-            trainer.request_stop()
-        stage = "training"
-        pending: list[tuple[int, dict[str, float]]] = []
-        last_yield = 0.0
-        stopped = False
-        for event in trainer.run():
-            if event.losses:
-                pending.append((int(event.step), dict(event.losses)))
-            now = time.monotonic()
-            if event.done or event.preview is not None or now - last_yield >= JOB_YIELD_INTERVAL_S:
-                last_yield = now
-                yield TrainingProgress(event, pending)
-                pending = []
-            if event.done:
-                stopped = bool(event.stopped)
-        model = trainer.model
-        if stopped or control.stop_requested:
-            yield JobOutcome(model, None, stopped=True, trained=True,
-                             message=f"stopped at step {model.steps_done} of {config.steps}; the model is kept")
-            return
-        stage = "applying the model"
-        result = yield from _inference_items(
-            model, data, samples=samples, device=config.device, control=control, seed=config.seed
-        )
-        yield JobOutcome(model, result, stopped=result is None, trained=True,
-                         message="" if result is not None else "stopped while applying the model; the model is kept")
-    except Exception as exc:  # noqa: BLE001 - reported to the user, never raised into Qt
-        yield JobFailure(_describe_error(exc, stage), traceback.format_exc(), stage)
-    finally:
-        control.trainer = None
-        _release(getattr(trainer, "device", None) or config.device)
-
-
-def apply_job(
-    model: "TrainedModel | str | Path",
-    volume: Any,
-    control: JobControl,
-    *,
-    samples: int = 1,
-    device: str = "auto",
-    seed: int | None = None,
-) -> Iterator[Any]:
-    """Apply a model (or the model file at a path) to ``volume``.
-
-    Yields the loaded :class:`~napari_dewedge.core.model.TrainedModel` (when a
-    path was given), the inference events and a :class:`JobOutcome`, or a
-    :class:`JobFailure`.
-    """
-    stage = "loading the model"
-    model_path = None
-    try:
-        from ..core.device import resolve_device
-        from ..core.model import TrainedModel
-
-        resolve_device(device)  # a bad device name fails before anything is loaded
-        if not isinstance(model, TrainedModel):
-            model_path = str(model)
-            model = TrainedModel.load(model_path, device="cpu")
-            yield model
-        stage = "applying the model"
-        data = np.asarray(volume)
-        result = yield from _inference_items(model, data, samples=samples, device=device, control=control, seed=seed)
-        yield JobOutcome(model, result, model_path=model_path, stopped=result is None,
-                         message="" if result is not None else "stopped while applying the model")
-    except Exception as exc:  # noqa: BLE001 - reported to the user, never raised into Qt
-        yield JobFailure(_describe_error(exc, stage), traceback.format_exc(), stage)
-    finally:
-        _release(device)
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -537,7 +195,7 @@ class _JobHolder:
     """The running job's control and worker, reachable without the widget (for shutdown hooks)."""
 
     def __init__(self) -> None:
-        self.control: JobControl | None = None
+        self.control: pipeline.JobControl | None = None
         self.worker: Any = None
 
     def shutdown(self) -> None:
@@ -551,26 +209,13 @@ class _JobHolder:
                 pass
 
 
-def _layer_units(layer: Any) -> tuple[str, ...] | None:
-    """The spatial units of a layer as strings (None when unknown)."""
-    units = getattr(layer, "units", None) if layer is not None else None
-    if units is None:
-        return None
-    try:
-        return tuple(str(u) for u in tuple(units)[-3:])
-    except TypeError:
-        return None
-
-
 def _not_our_output(layer: Any) -> bool:
     """3D image layers that can be dewedged (not this widget's previews)."""
-    meta = getattr(layer, "metadata", None) or {}
-    return is_volume_layer(layer) and meta.get("dewedge_role") != ROLE_PREVIEW
+    return is_volume_layer(layer) and role_of(layer) is not Role.PREVIEW
 
 
 def _prefer_source(layer: Any) -> bool:
-    meta = getattr(layer, "metadata", None) or {}
-    return meta.get("dewedge_role") == "corrupted"
+    return role_of(layer) is Role.CORRUPTED
 
 
 class DewedgeWidget(QWidget):
@@ -597,8 +242,8 @@ class DewedgeWidget(QWidget):
         self.model: TrainedModel | None = None
         self.model_path: str | None = None
         self.worker: Any = None
-        self.last_failure: JobFailure | None = None
-        self.last_outcome: JobOutcome | None = None
+        self.last_failure: pipeline.Failure | None = None
+        self.last_outcome: pipeline.Outcome | None = None
         self._jobs = _JobHolder()
         self._job: dict[str, Any] = {}
         self._latest_training: Any = None
@@ -902,7 +547,7 @@ class DewedgeWidget(QWidget):
 
     def _on_layer_changed(self, layer: Any) -> None:
         if layer is not None and self.state.origin in ("default", "metadata"):
-            geometry = geometry_from_layer(layer)
+            geometry = geometry_of(layer)
             if geometry is not None:
                 self.state.set(geometry, origin="metadata")
         self._update_buttons()
@@ -927,11 +572,8 @@ class DewedgeWidget(QWidget):
     def preview_layer(self) -> Any:
         return self._live_layer(self._preview_ref)
 
-    def _live_layer(self, ref: Any) -> Any:
-        layer = ref() if ref is not None else None
-        if layer is None or not any(layer is other for other in self.viewer.layers):
-            return None
-        return layer
+    def _live_layer(self, ref: LayerRef | None) -> Any:
+        return ref.get(self.viewer.layers) if ref is not None else None
 
     @property
     def status(self) -> str:
@@ -975,14 +617,16 @@ class DewedgeWidget(QWidget):
             return self._refuse(f"Invalid settings: {exc}")
         geometry = self.geometry
         name, path = layer_source(layer)
-        voxel = self._voxel_size(layer)
-        control = JobControl()
-        job = {"kind": "train", "layer": weakref.ref(layer), "name": name, "path": path, "geometry": geometry,
+        frame = LayerFrame.of(layer)
+        control = pipeline.JobControl()
+        job = {"kind": "train", "layer": LayerRef(layer), "name": name, "path": path, "geometry": geometry,
                "config": config, "settings": settings, "started": time.monotonic()}
+        train_spec = pipeline.TrainSpec(geometry, config, voxel_size=frame.voxel_size, source=path or name)
+        apply_spec = pipeline.ApplySpec(samples=settings.samples, device=config.device, seed=config.seed)
         return self._start(
-            train_and_apply_job,
-            (volume_of(layer), geometry, config, control),
-            {"samples": settings.samples, "voxel_size": voxel, "source": path or name},
+            pipeline.train_and_apply,
+            (volume_of(layer), train_spec, apply_spec, control),
+            {"cpu_threads": pipeline.gui_cpu_threads()},
             control,
             job,
             total=config.steps,
@@ -1009,14 +653,16 @@ class DewedgeWidget(QWidget):
             model = model_path = str(path)
         settings = self.settings()
         name, src_path = layer_source(layer)
-        control = JobControl()
-        job = {"kind": "apply", "layer": weakref.ref(layer), "name": name, "path": src_path,
+        control = pipeline.JobControl()
+        job = {"kind": "apply", "layer": LayerRef(layer), "name": name, "path": src_path,
                "geometry": getattr(model, "geometry", self.geometry), "config": None, "settings": settings,
                "model_path": model_path, "started": time.monotonic()}
+        spec = pipeline.ApplySpec(samples=settings.samples, device=settings.device, seed=settings.seed,
+                                  geometry=self.geometry)
         return self._start(
-            apply_job,
-            (model, volume_of(layer), control),
-            {"samples": settings.samples, "device": settings.device, "seed": settings.seed},
+            pipeline.apply,
+            (model, volume_of(layer), spec, control),
+            {"cpu_threads": pipeline.gui_cpu_threads()},
             control,
             job,
             total=0,
@@ -1089,9 +735,8 @@ class DewedgeWidget(QWidget):
         if after is None:
             self._refuse("No result to compare yet.")
             return None
-        source_ref = self._last_source_ref
-        before = source_ref() if source_ref is not None else None
-        if before is None or not any(before is layer for layer in self.viewer.layers):
+        before = self._live_layer(self._last_source_ref)
+        if before is None:
             return self._refuse("The tomogram of the last result is no longer in the viewer.")
         try:
             from .compare import open_comparison
@@ -1113,18 +758,6 @@ class DewedgeWidget(QWidget):
             self._refuse("Choose a 3D image layer (a tomogram) first.")
             return None
         return layer
-
-    @staticmethod
-    def _voxel_size(layer: Any) -> tuple[float, float, float] | None:
-        meta = getattr(layer, "metadata", None) or {}
-        vs = meta.get("voxel_size")
-        try:
-            if vs is not None:
-                values = np.broadcast_to(np.asarray(vs, float), (3,))
-                return tuple(float(v) for v in values)  # type: ignore[return-value]
-            return tuple(float(v) for v in layer.scale[-3:])  # type: ignore[return-value]
-        except (TypeError, ValueError):
-            return None
 
     def _refuse(self, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -1155,19 +788,16 @@ class DewedgeWidget(QWidget):
 
     # ------------------------------------------------------------------ running a job
 
-    def _start(self, func: Any, args: tuple, kwargs: dict, control: JobControl, job: dict, *,
+    def _start(self, func: Any, args: tuple, kwargs: dict, control: pipeline.JobControl, job: dict, *,
                total: int, desc: str, status: str) -> Any:
         from napari.qt.threading import create_worker
 
         self.last_failure = None
         self.last_outcome = None
         source = job["layer"]()
-        job["frame"] = {
-            "scale": tuple(float(v) for v in source.scale[-3:]),
-            "translate": tuple(float(v) for v in source.translate[-3:]),
-            "units": _layer_units(source),
-            "metadata": copy.deepcopy(dict(source.metadata or {})),
-        }
+        # taken when the run starts: the layer may be gone or edited by the end
+        job["frame"] = LayerFrame.of(source)
+        job["metadata"] = copy.deepcopy(dict(source.metadata or {}))
         self._job = job
         self._latest_training = None
         self._latest_inference = None
@@ -1240,20 +870,26 @@ class DewedgeWidget(QWidget):
         """Record a job's item (cheap); :meth:`_handle_refresh` shows it."""
         if self._closing or not is_alive(self):
             return
-        if isinstance(item, TrainingProgress):
+        kind = item.kind
+        if kind == "training":
             for step, losses in item.losses:
                 self.plot.append(step, {k: v for k, v in losses.items() if k in PLOTTED_LOSSES})
             self._latest_training = item.event
-            if item.event.preview is not None:
-                self._latest_preview = (item.event.preview, item.event.preview_origin)
-        elif isinstance(item, JobOutcome):
+        elif kind == "preview":
+            self._latest_preview = (item.volume, item.origin)
+        elif kind == "applying":
+            self._latest_inference = item.event
+        elif kind == "model":
+            if not item.trained:  # loaded from a file: results are tagged with its wedge
+                self._job["geometry"] = item.model.geometry
+        elif kind == "notice":
+            from napari.utils.notifications import show_warning
+
+            show_warning(item.message)
+        elif kind == "result":
             self._finish(item)
-        elif isinstance(item, JobFailure):
+        elif kind == "failure":
             self._fail(item)
-        elif hasattr(item, "done_tiles"):
-            self._latest_inference = item
-        else:  # a model loaded from a file
-            self._check_model_wedge(item)
 
     def _handle_refresh(self, _: Any = None) -> None:
         """Show the latest progress (runs a few times per second on the GUI thread)."""
@@ -1308,23 +944,16 @@ class DewedgeWidget(QWidget):
         source = layer_ref() if layer_ref is not None else None
         if source is None or preview.ndim != 3:
             return
-        scale = np.asarray(source.scale[-3:], float)
-        translate = np.asarray(source.translate[-3:], float)
-        if origin is not None:
-            translate = translate + np.asarray(origin, float) * scale
+        placed = self._job["frame"].layer_kwargs(offset_voxels=origin)
         layer = self.preview_layer
         if layer is None:
             name = f"{self._job.get('name', source.name)} preview"
             kwargs: dict[str, Any] = {
                 "name": name,
-                "scale": tuple(scale),
-                "translate": tuple(translate),
-                "metadata": {"dewedge_role": ROLE_PREVIEW, "source_layer": source.name},
+                **placed,
+                "metadata": {"dewedge_role": Role.PREVIEW.value, "source_layer": source.name},
                 "colormap": "gray",
             }
-            units = _layer_units(source)
-            if units is not None:
-                kwargs["units"] = units
             try:
                 kwargs["contrast_limits"] = tuple(source.contrast_limits)
             except Exception:  # noqa: BLE001 - no usable limits: napari picks them
@@ -1337,12 +966,12 @@ class DewedgeWidget(QWidget):
                 layer.bounding_box.line_color = "#00c8ff"
             self.viewer.layers.selection.clear()
             self.viewer.layers.selection.update(selected)
-            self._preview_ref = weakref.ref(layer)
+            self._preview_ref = LayerRef(layer)
         else:
             layer.data = preview
-            layer.translate = tuple(translate)
+            layer.translate = placed["translate"]
 
-    def _finish(self, outcome: JobOutcome) -> None:
+    def _finish(self, outcome: pipeline.Outcome) -> None:
         """The job's last item: keep the model, add the result layers.
 
         The model is kept first: adding layers may process queued events
@@ -1380,7 +1009,7 @@ class DewedgeWidget(QWidget):
             self._set_status(f"Stopped: {outcome.message}." if outcome.message else "Stopped.")
         self._update_buttons()
 
-    def _fail(self, failure: JobFailure) -> None:
+    def _fail(self, failure: pipeline.Failure) -> None:
         from napari.utils.notifications import show_error
 
         self.last_failure = failure
@@ -1392,7 +1021,8 @@ class DewedgeWidget(QWidget):
         """An exception that escaped the job (should not happen: jobs report failures as items)."""
         if self._closing or not is_alive(self):
             return
-        self._fail(JobFailure(_describe_error(exc, "running"), "".join(traceback.format_exception(exc))))
+        self._fail(pipeline.Failure(pipeline.describe_error(exc, "running"),
+                                    "".join(traceback.format_exception(exc)), "running", exc))
 
     def _handle_finished(self, worker: Any) -> None:
         if worker is not self.worker:
@@ -1410,53 +1040,32 @@ class DewedgeWidget(QWidget):
             self._set_status("Stopped.")
         self._update_buttons()
 
-    def _check_model_wedge(self, model: Any) -> None:
-        geometry = getattr(model, "geometry", None)
-        if geometry is None:
-            return
-        self._job["geometry"] = geometry
-        if geometry != self.geometry:
-            from napari.utils.notifications import show_warning
-
-            show_warning(
-                f"The model was trained for the wedge {geometry}; the viewer's wedge is {self.geometry}. "
-                "The model is applied as trained."
-            )
-
     # ------------------------------------------------------------------ result layers
 
-    def _add_results(self, outcome: JobOutcome) -> None:
+    def _add_results(self, outcome: pipeline.Outcome) -> None:
         job = self._job
         result = outcome.result
         assert result is not None
         name = job["name"]
         model_path = outcome.model_path or (self.model_path if not outcome.trained else None)
-        inference = result.settings()
-        def record_for(role: str) -> dict[str, Any]:
-            return provenance(name, job.get("path"), job["geometry"], model=outcome.model, model_path=model_path,
-                              inference=inference, role=role)
-
-        record = record_for(ROLE_RESULT)
-        frame = job["frame"]  # taken when the run started: the layer may be gone or edited by now
-        src_meta = frame["metadata"]
-        common: dict[str, Any] = {"scale": frame["scale"], "translate": frame["translate"]}
-        if frame["units"] is not None:
-            common["units"] = frame["units"]
+        record = Provenance.of_result(name, job.get("path"), job["geometry"], model=outcome.model,
+                                      model_path=model_path, inference=result.settings())
+        common = job["frame"].layer_kwargs()  # the frame when the run started: the layer may be gone by now
         preview = self.preview_layer
         if preview is not None:
             self.viewer.layers.remove(preview)
         self._preview_ref = None
 
-        meta = result_metadata(src_meta, record, ROLE_RESULT)
+        meta = record.layer_metadata(job["metadata"])
         layer = self._put_layer(f"{name} dewedged", result.mean, meta, common, colormap="gray")
-        self._result_ref = weakref.ref(layer)
+        self._result_ref = LayerRef(layer)
         self._result_model = outcome.model
         self._last_source_ref = job["layer"]
         if result.std is not None:
-            umeta = result_metadata(src_meta, record_for(ROLE_UNCERTAINTY), ROLE_UNCERTAINTY)
+            umeta = record.with_role(Role.UNCERTAINTY).layer_metadata(job["metadata"])
             ulayer = self._put_layer(f"{name} uncertainty", result.std, umeta, common, colormap="magma",
                                      visible=False)
-            self._uncertainty_ref = weakref.ref(ulayer)
+            self._uncertainty_ref = LayerRef(ulayer)
         else:
             self._uncertainty_ref = None
 
@@ -1464,7 +1073,7 @@ class DewedgeWidget(QWidget):
                    visible: bool = True) -> Any:
         """Replace the data of an earlier result layer of that name, or add a new layer."""
         existing = next((lay for lay in self.viewer.layers if lay.name == name), None)
-        if existing is not None and (existing.metadata or {}).get("dewedge_role") == metadata["dewedge_role"] \
+        if existing is not None and role_of(existing) is role_of(metadata) \
                 and tuple(existing.data.shape) == tuple(data.shape):
             existing.data = data
             existing.metadata = metadata
@@ -1473,7 +1082,7 @@ class DewedgeWidget(QWidget):
             existing.reset_contrast_limits()
             return existing
         kwargs = dict(common, name=name, metadata=metadata, colormap=colormap, visible=visible)
-        if metadata["dewedge_role"] == ROLE_RESULT:
+        if role_of(metadata) is Role.DEWEDGED:
             lo, hi = np.percentile(data[:: max(1, data.shape[0] // 16)], [0.5, 99.5])
             if hi > lo:
                 kwargs["contrast_limits"] = (float(lo), float(hi))
