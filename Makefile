@@ -4,7 +4,8 @@
 #   make demo            open napari with the sample tomogram and the plugin's widgets
 #                        (no display: run the whole pipeline headless, results in demo-output/)
 #   make demo HEADLESS=1 force the headless run
-#   make test            install with test extras and run the whole suite headless
+#   make test            install with test extras and run the whole suite headless (lint included)
+#   make lint            ruff alone
 #   make bench           run the CPU benchmarks
 
 PYTHON ?= python3
@@ -22,19 +23,21 @@ PYTEST_ARGS ?=
 SCREEN_PKGS := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 \
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xkb1
 
-.PHONY: demo test bench clean screen-deps
+.PHONY: demo test lint bench clean screen-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
 
+# `[all]` brings the Qt binding (PyQt6); install napari-dewedge without it into an
+# environment that already has napari with another binding.
 $(VENV)/.installed: $(PY) pyproject.toml
 	$(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e .
+	$(PY) -m pip install -e ".[all]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install -e ".[testing]"
+	$(PY) -m pip install -e ".[all,testing]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -50,6 +53,9 @@ screen-deps:
 
 test: $(VENV)/.installed-test screen-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/spectra_remask.py

@@ -637,12 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from . import __version__
 
-        return version("napari-dewedge")
-    except Exception:  # pragma: no cover - not installed
-        return "unknown"
+    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
