@@ -143,9 +143,10 @@ def test_bad_arguments(tomo, tmp_path, capsys):
     assert cli.main(["run", str(tomo), *WEDGE, "-o", str(tmp_path / "o.mrc"), "--std-out",
                      str(tmp_path / "s.mrc")]) == 2
     assert "--samples" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["fit", str(tomo), "-o", str(tmp_path / "m.pt")])  # --tilt-range is required
-    assert exc.value.code == 2
+    # no --tilt-range, no --tlt and no tilt file beside the tomogram
+    assert cli.main(["fit", str(tomo), "-o", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "no tilt range" in err and "--tlt" in err and str(tomo) in err
 
 
 # --- demo -----------------------------------------------------------------------------

@@ -24,7 +24,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
 
 from .wedge import WedgeGeometry
 
@@ -34,6 +36,8 @@ __all__ = [
     "VOXEL_SIZE_TOLERANCE",
     "DatasetError",
     "TomogramEntry",
+    "TomogramData",
+    "as_dataset",
     "read_tilt_angles",
     "find_tilt_file",
     "read_table",
@@ -81,6 +85,59 @@ class TomogramEntry:
 
     def with_geometry(self, geometry: WedgeGeometry) -> TomogramEntry:
         return replace(self, geometry=geometry)
+
+
+@dataclass(frozen=True, eq=False)
+class TomogramData:
+    """A tomogram in memory (or memory-mapped), ready to train on.
+
+    ``even``/``odd`` are its half tomograms (same shape), ``mask`` where
+    subtomograms may be drawn (same shape, nonzero = allowed; None: the
+    automatic foreground mask). Shapes are checked here, with the name.
+    """
+
+    volume: Any
+    geometry: WedgeGeometry
+    name: str = "volume"
+    voxel_size: tuple[float, float, float] | None = None
+    even: Any = None
+    odd: Any = None
+    mask: Any = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(np.shape(self.volume))
+        if len(shape) != 3:
+            raise DatasetError(f"{self.name}: a tomogram is 3D, this one has shape {shape}")
+        if (self.even is None) != (self.odd is None):
+            raise DatasetError(f"{self.name}: give both half tomograms (even and odd) or neither")
+        for what in ("even", "odd", "mask"):
+            other = getattr(self, what)
+            if other is not None and tuple(np.shape(other)) != shape:
+                raise DatasetError(f"{self.name}: the {what} volume has shape {tuple(np.shape(other))}, the "
+                                   f"tomogram {shape}; they must match voxel for voxel")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(np.shape(self.volume))  # type: ignore[return-value]
+
+    @property
+    def has_halves(self) -> bool:
+        return self.even is not None
+
+
+def as_dataset(data: Any, geometry: WedgeGeometry | None = None, *, voxel_size: Any = None,
+               name: str = "volume") -> list[TomogramData]:
+    """A list of :class:`TomogramData` from one array (with ``geometry``), one item, or a list."""
+    if isinstance(data, TomogramData):
+        return [data]
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, TomogramData) for d in data):
+        return list(data)
+    if geometry is None:
+        raise ValueError("a bare volume needs its wedge geometry")
+    vs = None
+    if voxel_size is not None:
+        vs = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_size, float), (3,)))
+    return [TomogramData(data, geometry, name, vs)]
 
 
 # --------------------------------------------------------------------------------------

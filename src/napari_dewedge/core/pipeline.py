@@ -280,11 +280,19 @@ def _failure(exc: BaseException, stage: str) -> Failure:
 # --------------------------------------------------------------------------------------
 
 
-def _trainer(volume: np.ndarray, spec: TrainSpec, control: JobControl) -> Any:
+def _trainer(data: Any, spec: TrainSpec, control: JobControl) -> Any:
+    from .dataset import as_dataset
     from .training import Trainer
 
-    trainer = Trainer(volume, spec.geometry, spec.config, voxel_size=spec.voxel_size, source=spec.source,
-                      resume_from=spec.resume_from, checkpoint_path=spec.checkpoint_path)
+    dataset = as_dataset(data, spec.geometry, voxel_size=spec.voxel_size, name=spec.source or "volume")
+    if len(dataset) == 1 and not dataset[0].has_halves and dataset[0].mask is None:
+        one = dataset[0]
+        trainer = Trainer(np.asarray(one.volume), one.geometry, spec.config, voxel_size=one.voxel_size,
+                          source=spec.source or one.name, resume_from=spec.resume_from,
+                          checkpoint_path=spec.checkpoint_path)
+    else:
+        trainer = Trainer(dataset, None, spec.config, resume_from=spec.resume_from,
+                          checkpoint_path=spec.checkpoint_path)
     control._trainer = trainer
     if control.stop_requested:
         trainer.request_stop()
@@ -350,6 +358,15 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
 # --------------------------------------------------------------------------------------
 
 
+def _applied_volume(data: Any) -> np.ndarray:
+    """The volume ``train_and_apply`` applies its model to: the (first) tomogram trained on."""
+    from .dataset import TomogramData
+
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], TomogramData):
+        data = data[0]
+    return np.asarray(data.volume if isinstance(data, TomogramData) else data)
+
+
 def train(volume: Any, spec: TrainSpec, control: JobControl | None = None, *, cpu_threads: int | None = None,
           interval_s: float = YIELD_INTERVAL_S) -> Iterator[JobEvent]:
     """Train a model on ``volume``: progress, previews, :class:`ModelReady`, :class:`Outcome`."""
@@ -357,7 +374,7 @@ def train(volume: Any, spec: TrainSpec, control: JobControl | None = None, *, cp
     stage = "preparing the training"
     try:
         with _cpu_threads(spec.config.device, cpu_threads):
-            trainer = _trainer(np.asarray(volume), spec, control)
+            trainer = _trainer(volume, spec, control)
             stage = "training"
             model, stopped = yield from _training(trainer, control, interval_s)
         yield ModelReady(model, trained=True)
@@ -415,9 +432,8 @@ def train_and_apply(volume: Any, train_spec: TrainSpec, apply_spec: ApplySpec | 
     apply_spec = apply_spec or ApplySpec(device=config.device, seed=config.seed)
     stage = "preparing the training"
     try:
-        data = np.asarray(volume)
         with _cpu_threads(config.device, cpu_threads):
-            trainer = _trainer(data, train_spec, control)
+            trainer = _trainer(volume, train_spec, control)
             stage = "training"
             model, stopped = yield from _training(trainer, control, interval_s)
             yield ModelReady(model, trained=True)
@@ -426,7 +442,7 @@ def train_and_apply(volume: Any, train_spec: TrainSpec, apply_spec: ApplySpec | 
                               message=f"stopped at step {model.steps_done} of {config.steps}; the model is kept")
                 return
             stage = "applying the model"
-            result = yield from _applying(model, data, apply_spec, control, interval_s)
+            result = yield from _applying(model, _applied_volume(volume), apply_spec, control, interval_s)
         yield Outcome(model, result, stopped=result is None, trained=True,
                       message="" if result is not None else "stopped while applying the model; the model is kept")
     except Exception as exc:  # noqa: BLE001 - reported as the job's last event
