@@ -27,7 +27,8 @@ from napari_dewedge.io import (
     require_3d,
     write_volume,
 )
-from napari_dewedge.io import mrc as mrc_module
+from napari_dewedge.io import probe as probe_module
+from napari_dewedge.io import write as write_module
 from napari_dewedge.io.napari_hooks import get_reader, read_layers, write_mrc
 
 # --------------------------------------------------------------------------- #
@@ -224,7 +225,7 @@ def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(mrc_module, "open", refuse, raising=False)
+    monkeypatch.setattr(probe_module, "open", refuse, raising=False)
     with pytest.raises(MrcPermissionError, match="permission denied") as info:
         read_volume(path)
     assert isinstance(info.value, PermissionError)
@@ -452,7 +453,7 @@ def test_write_in_chunks_from_memmap(tmp_path: Path, monkeypatch: pytest.MonkeyP
         m.voxel_size = 3.0
     mapped = read_volume(src, mmap=True).data
     assert isinstance(mapped, np.memmap)
-    monkeypatch.setattr(mrc_module, "_WRITE_CHUNK_BYTES", 7 * 5 * 4 * 2)  # two sections a chunk
+    monkeypatch.setattr(write_module, "_WRITE_CHUNK_BYTES", 7 * 5 * 4 * 2)  # two sections a chunk
     seen = []
 
     class Spy:
@@ -522,7 +523,7 @@ def test_refuses_to_overwrite_inputs(
 def test_failed_write_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mrc_module, "_WRITE_CHUNK_BYTES", 16)
+    monkeypatch.setattr(write_module, "_WRITE_CHUNK_BYTES", 16)
 
     class Failing:
         shape, dtype = (6, 2, 2), np.dtype(np.float32)
@@ -710,3 +711,13 @@ def test_io_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_mrc_module_keeps_the_public_names() -> None:
+    """``from napari_dewedge.io.mrc import X`` works for every public name of the package."""
+    import napari_dewedge.io as io_package
+    from napari_dewedge.io import mrc
+
+    assert sorted(mrc.__all__) == sorted(io_package.__all__)
+    for name in io_package.__all__:
+        assert getattr(mrc, name) is getattr(io_package, name)
