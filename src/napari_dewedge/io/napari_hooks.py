@@ -18,13 +18,13 @@ import numpy as np
 from ..core.layers import Provenance
 from .mrc import (
     Volume,
-    _is_protected,
     check_mrc,
     has_mrc_extension,
     read_volume,
     strip_mrc_suffixes,
     write_volume,
 )
+from .write import _is_protected
 
 __all__ = ["get_reader", "layer_data_from_volume", "read_layers", "write_mrc"]
 
@@ -88,7 +88,7 @@ def _notify(message: str) -> None:
         from napari.utils.notifications import show_warning
 
         show_warning(f"napari-dewedge cannot open this file: {message}")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - a notification must never fail the reader
         pass
 
 
