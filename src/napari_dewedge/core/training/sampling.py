@@ -26,6 +26,7 @@ __all__ = [
     "local_statistics",
     "sample_subtomogram_positions",
     "extract_subtomograms",
+    "epoch_pool",
     "plan_subtomo_size",
     "fit_volume",
     "check_training_volume",
@@ -359,3 +360,13 @@ def fit_volume(volume: np.ndarray, requested: int, multiple: int, min_size: int)
             f"{_shape_text(shape)}"
         )
     return volume, size, notes
+
+
+def epoch_pool(
+    volume_shape: Sequence[int], size: int, n: int, seed: Any, *, mask: np.ndarray | None = None, order: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` corners of cubes of edge ``size`` drawn with ``np.random.default_rng(seed)``, and
+    (with ``order``) a random permutation of them from the same generator, drawn after them."""
+    rng = np.random.default_rng(seed)
+    positions = sample_subtomogram_positions(tuple(volume_shape), size, n, rng, mask=mask)
+    return positions, (rng.permutation(n) if order else None)

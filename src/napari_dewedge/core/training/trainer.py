@@ -28,10 +28,10 @@ from .config import TrainingConfig
 from .noise import NoiseEstimate, estimate_noise, resolve_noise, synthetic_noise
 from .sampling import (
     check_training_volume,
+    epoch_pool,
     extract_subtomograms,
     fit_volume,
     foreground_mask,
-    sample_subtomogram_positions,
     volume_stats,
 )
 
@@ -294,44 +294,19 @@ class Trainer:
             want_preview = done or (cfg.preview_every > 0 and k % cfg.preview_every == 0)
             if done:
                 self._release()
-            yield self._event(
-                total,
-                losses,
-                per_step,
-                lam=lam,
-                lr=lr,
-                preview=want_preview,
-                done=done,
-                message=f"finished {total} steps" if done else "",
-            )
+            message = f"finished {total} steps" if done else ""
+            yield self._event(total, losses, per_step, lam=lam, lr=lr, preview=want_preview, done=done, message=message)
         if not self._finished:  # stopped between steps
             self._stopped = True
             if self.checkpoint_path is not None:
                 self._write_checkpoint()
             self._release()
-            yield self._event(
-                total,
-                {},
-                per_step,
-                preview=True,
-                done=True,
-                stopped=True,
-                message=f"stopped at step {self._step} of {total}",
-            )
+            message = f"stopped at step {self._step} of {total}"
+            yield self._event(total, {}, per_step, preview=True, done=True, stopped=True, message=message)
 
-    def _event(
-        self,
-        total: int,
-        losses: Mapping[str, float],
-        per_step: float,
-        *,
-        lam: float | None = None,
-        lr: float | None = None,
-        preview: bool = False,
-        done: bool = False,
-        stopped: bool = False,
-        message: str = "",
-    ) -> TrainingEvent:
+    def _event(self, total: int, losses: Mapping[str, float], per_step: float, *, lam: float | None = None,
+               lr: float | None = None, preview: bool = False, done: bool = False, stopped: bool = False,
+               message: str = "") -> TrainingEvent:
         k = self._step
         return TrainingEvent(
             step=k,
@@ -357,12 +332,9 @@ class Trainer:
         if self.config.mask_empty:
             mask = foreground_mask(self._volume, size=ext)
             self._mask = mask if mask.any() else None
-        if self._noise is None:
-            rng = np.random.default_rng([self.seed, 7919])
-            n = 48 if size <= 48 else 24
-            pos = sample_subtomogram_positions(vol_shape, size, n, rng)
-            cubes = self._normalize(extract_subtomograms(self._volume, pos, size))
-            self._noise = estimate_noise(cubes, self.geometry)
+        if self._noise is None:  # from 48 (24 when large) subtomograms at seeded random positions
+            pos, _ = epoch_pool(vol_shape, size, 48 if size <= 48 else 24, [self.seed, 7919], order=False)
+            self._noise = estimate_noise(self._normalize(extract_subtomograms(self._volume, pos, size)), self.geometry)
         self._noise_model = self._resolve_noise()
         corner = tuple(int((s - size) // 2) for s in vol_shape)
         self._preview_origin = corner
@@ -424,11 +396,9 @@ class Trainer:
         cfg = self.config
         epoch = (k - 1) // cfg.epoch_steps
         if epoch != self._pool_epoch or self._pool is None:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._pool = sample_subtomogram_positions(
-                tuple(self._volume.shape), self._extract, cfg.n_subtomos, rng, mask=self._mask
+            self._pool, self._pool_order = epoch_pool(
+                tuple(self._volume.shape), self._extract, cfg.n_subtomos, [self.seed, epoch], mask=self._mask
             )
-            self._pool_order = rng.permutation(cfg.n_subtomos)
             self._pool_epoch = epoch
         within = (k - 1) % cfg.epoch_steps
         idx = self._pool_order[(within * cfg.batch_size + np.arange(cfg.batch_size)) % cfg.n_subtomos]
