@@ -1,15 +1,10 @@
-"""Subtomogram sampling, overlapping tiles and blend weights.
+"""Subtomogram sampling for training.
 
-Two jobs share this module:
-
-- training draws cubic subtomograms from the tomogram, preferably from regions
-  that hold something (:func:`foreground_mask`, IsoNet-style, from local mean and
-  local standard deviation), via :func:`sample_subtomogram_positions` and
-  :func:`extract_subtomograms`;
-- inference cuts the (padded) tomogram into overlapping tiles
-  (:func:`tile_grid`) and blends the predictions with a smooth, strictly
-  positive, separable weight (:func:`blend_window`) that all but ignores the
-  outermost voxels of each tile, where a network's zero padding shows.
+Training draws cubic subtomograms from the tomogram, preferably from regions
+that hold something (:func:`foreground_mask`, IsoNet-style, from local mean and
+local standard deviation), via :func:`sample_subtomogram_positions` and
+:func:`extract_subtomograms`; :func:`plan_subtomo_size` fits the subtomogram
+size to thin tomograms, and :func:`volume_stats` gives the normalisation.
 
 Everything works on ``(z, y, x)`` arrays of any numeric dtype, including
 read-only ``np.memmap`` inputs: large volumes are processed in z-slabs so that
@@ -21,21 +16,23 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "DEAD_ZONE_WEIGHT",
     "foreground_mask",
     "local_statistics",
     "sample_subtomogram_positions",
     "extract_subtomograms",
-    "tile_starts",
-    "tile_grid",
-    "blend_ramp",
-    "blend_window",
+    "epoch_pool",
+    "plan_subtomo_size",
+    "fit_volume",
+    "check_training_volume",
+    "volume_stats",
 ]
+
 
 #: Voxels of float32 work per slab when computing local statistics (~64 MiB).
 _SLAB_VOXELS = 1 << 24
@@ -55,15 +52,6 @@ def _shape3(shape: Sequence[int], name: str = "volume") -> tuple[int, int, int]:
 def _check_numeric(volume: np.ndarray, name: str = "volume") -> None:
     if np.dtype(volume.dtype).kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {volume.dtype}")
-
-
-def _as_int3(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * 3  # type: ignore[return-value]
-    values = tuple(int(v) for v in value)
-    if len(values) != 3:
-        raise ValueError(f"{name} must be an int or three ints (z, y, x), got {value!r}")
-    return values  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------
@@ -289,90 +277,96 @@ def extract_subtomograms(volume: np.ndarray, positions: np.ndarray, size: int) -
 
 
 # ----------------------------------------------------------------------------
-# Tiles and blend weights
+# Subtomogram size and normalisation
 # ----------------------------------------------------------------------------
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> np.ndarray:
-    """Start indices of tiles of ``tile`` voxels covering ``[0, length)``.
+def plan_subtomo_size(volume_shape: tuple[int, ...], requested: int, multiple: int, min_size: int) -> tuple[int, tuple[int, int, int]]:
+    """Subtomogram size for a tomogram of ``volume_shape`` and the shape to pad it to.
 
-    Tiles are spread evenly, first at 0 and last ending at ``length``; adjacent
-    tiles overlap by at least ``overlap`` voxels. An axis shorter than ``tile``
-    gets a single tile at 0 (to be clipped or padded by the caller).
+    The size is ``requested`` when it fits, else the largest multiple of
+    ``multiple`` that fits along every axis; if that is below ``min_size`` the
+    size is ``min_size`` and the tomogram must be padded (by reflection) to at
+    least that along every axis. Returns ``(size, padded_shape)``.
     """
-    length, tile, overlap = int(length), int(tile), int(overlap)
-    if tile < 1:
-        raise ValueError(f"tile must be >= 1, got {tile}")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
-    if length <= tile:
-        return np.zeros(1, dtype=np.int64)
-    count = math.ceil((length - overlap) / (tile - overlap))
-    count = max(count, 2)
-    return np.round(np.linspace(0, length - tile, count)).astype(np.int64)
+    shape = tuple(int(s) for s in volume_shape)
+    fit = (min(shape) // multiple) * multiple
+    if fit >= min_size:
+        return min(int(requested), fit), shape  # type: ignore[return-value]
+    size = max(int(min_size), multiple)
+    return size, tuple(max(s, size) for s in shape)  # type: ignore[return-value]
 
 
-def tile_grid(
-    volume_shape: Sequence[int],
-    tile: int | Sequence[int],
-    overlap: int | Sequence[int],
-) -> list[tuple[slice, slice, slice]]:
-    """Overlapping tiles covering every voxel of a ``(z, y, x)`` volume.
+def volume_stats(volume: np.ndarray, name: str = "volume") -> tuple[float, float]:
+    """Mean and standard deviation in float64, slab by slab; checks for NaN/inf and constant input."""
+    total = 0.0
+    total_sq = 0.0
+    count = 0
+    nz = volume.shape[0]
+    step = max(1, (1 << 24) // max(1, volume.shape[1] * volume.shape[2]))
+    probe = float(np.asarray(volume[: min(nz, 4)], dtype=np.float64).mean())
+    for z0 in range(0, nz, step):
+        slab = np.asarray(volume[z0 : z0 + step], dtype=np.float64) - probe
+        if not np.isfinite(slab).all():
+            raise ValueError(f"{name} contains NaN or infinite values (first in z-slab {z0}..{z0 + len(slab)})")
+        total += float(slab.sum())
+        total_sq += float(np.square(slab).sum())
+        count += slab.size
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0)
+    std = math.sqrt(var)
+    if not std > 1e-12 * max(1.0, abs(mean + probe)):
+        raise ValueError(f"{name} is constant (value {mean + probe:g}): nothing to learn from")
+    return mean + probe, std
 
-    ``tile`` and ``overlap`` are ints or per-axis triples. Tiles have the full
-    edge ``tile`` except along an axis shorter than ``tile``, where the single
-    tile is the whole axis. Ordered by z, then y, then x start.
+
+def check_training_volume(volume: Any) -> np.ndarray:
+    """``volume`` as an array (memory maps kept) after checking that it can be trained on."""
+    if not hasattr(volume, "shape") or not hasattr(volume, "dtype"):
+        volume = np.asarray(volume)
+    if len(volume.shape) != 3:
+        raise ValueError(f"volume must be 3D (z, y, x), got shape {tuple(volume.shape)}")
+    if np.dtype(volume.dtype).kind not in "biuf":
+        raise ValueError(f"volume must hold real numbers, got dtype {volume.dtype}")
+    if min(volume.shape) < 2:
+        raise ValueError(f"volume of shape {tuple(volume.shape)} is too small to train on")
+    return volume
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return " x ".join(str(s) for s in shape)
+
+
+def fit_volume(volume: np.ndarray, requested: int, multiple: int, min_size: int) -> tuple[np.ndarray, int, list[str]]:
+    """The volume to train on, the subtomogram size and notes on what was changed.
+
+    Applies :func:`plan_subtomo_size`: a tomogram thinner than the smallest
+    subtomogram is padded by reflection (as float32), otherwise the size may
+    be reduced to fit.
     """
-    shape = _shape3(volume_shape, "volume_shape")
-    tiles = _as_int3(tile, "tile")
-    overlaps = _as_int3(overlap, "overlap")
-    axes = []
-    for n, t, o in zip(shape, tiles, overlaps):
-        axes.append([slice(int(s), int(min(s + t, n))) for s in tile_starts(n, t, o)])
-    return [(sz, sy, sx) for sz in axes[0] for sy in axes[1] for sx in axes[2]]
+    shape = tuple(int(s) for s in volume.shape)
+    size, padded = plan_subtomo_size(shape, requested, multiple, min_size)
+    notes: list[str] = []
+    if padded != shape:
+        pads = [(0, p - s) for s, p in zip(shape, padded)]
+        volume = np.pad(np.asarray(volume, dtype=np.float32), pads, mode="symmetric")
+        notes.append(
+            f"tomogram {_shape_text(shape)} is thinner than the smallest subtomogram "
+            f"({size}); padded by reflection to {_shape_text(padded)}"
+        )
+    elif size != requested:
+        notes.append(
+            f"subtomogram size reduced from {requested} to {size} to fit the tomogram "
+            f"{_shape_text(shape)}"
+        )
+    return volume, size, notes
 
 
-#: Weight of the outermost voxels of a tile (its dead zone): tiny but positive.
-DEAD_ZONE_WEIGHT = 1e-3
-
-
-def blend_ramp(tile: int, overlap: int, dead_zone: int | None = None) -> np.ndarray:
-    """1D blend weight over a tile of ``tile`` voxels; strictly positive, symmetric.
-
-    Each end has a rising ramp over ``overlap`` voxels: the first ``dead_zone``
-    voxels (default ``overlap // 4``) get the tiny weight
-    :data:`DEAD_ZONE_WEIGHT`, which all but discards the predictions a network
-    makes next to the tile's edge (where its zero padding shows); the next
-    ``overlap - 2 * dead_zone`` voxels rise as a raised cosine
-    ``sin^2(pi (j + 1/2) / (2 n))``; the rest is 1. Two tiles overlapping by
-    exactly ``overlap`` voxels therefore hand over smoothly, in the middle of
-    the overlap, with weights summing to 1 (to within the dead-zone weight).
-    """
-    tile, overlap = int(tile), int(overlap)
-    if tile < 1:
-        raise ValueError(f"tile must be >= 1, got {tile}")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
-    o = min(overlap, tile // 2)
-    dead = o // 4 if dead_zone is None else int(dead_zone)
-    if not 0 <= 2 * dead <= o:
-        raise ValueError(f"dead_zone must satisfy 0 <= 2 * dead_zone <= overlap ({o}), got {dead_zone}")
-    w = np.ones(tile, dtype=np.float64)
-    if o > 0:
-        rise = o - 2 * dead
-        ramp = np.ones(o, dtype=np.float64)
-        ramp[:dead] = DEAD_ZONE_WEIGHT
-        if rise > 0:
-            ramp[dead : dead + rise] = np.sin(0.5 * np.pi * (np.arange(rise) + 0.5) / rise) ** 2
-        ramp = np.maximum(ramp, DEAD_ZONE_WEIGHT)
-        w[:o] = ramp
-        w[tile - o :] = np.minimum(w[tile - o :], ramp[::-1])
-    return w.astype(np.float32)
-
-
-def blend_window(tile: int | Sequence[int], overlap: int | Sequence[int]) -> np.ndarray:
-    """Separable 3D blend weight of shape ``tile`` (int -> cube), float32, > 0."""
-    tiles = _as_int3(tile, "tile")
-    overlaps = _as_int3(overlap, "overlap")
-    wz, wy, wx = (blend_ramp(t, o) for t, o in zip(tiles, overlaps))
-    return wz[:, None, None] * wy[None, :, None] * wx[None, None, :]
+def epoch_pool(
+    volume_shape: Sequence[int], size: int, n: int, seed: Any, *, mask: np.ndarray | None = None, order: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` corners of cubes of edge ``size`` drawn with ``np.random.default_rng(seed)``, and
+    (with ``order``) a random permutation of them from the same generator, drawn after them."""
+    rng = np.random.default_rng(seed)
+    positions = sample_subtomogram_positions(tuple(volume_shape), size, n, rng, mask=mask)
+    return positions, (rng.permutation(n) if order else None)

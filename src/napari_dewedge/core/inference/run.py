@@ -1,53 +1,33 @@
-"""Tiled application of a trained generator to a whole tomogram.
+"""Tiled application of a trained generator: :func:`run_inference` and :func:`predict`.
 
-The tomogram is padded reflectively (virtually: only the tiles are ever
-materialised) by half the overlap on every side, and up to one tile along any
-axis shorter than a tile, then cut into overlapping tiles
-(:func:`~napari_dewedge.core.tiling.tile_grid`). Each tile is normalised with
-the model's normalisation, optionally perturbed with Gaussian noise, passed
-through the generator in batches, de-normalised and blended with a smooth,
-strictly positive, separable weight
-(:func:`~napari_dewedge.core.tiling.blend_ramp`). The weights are normalised
-per axis in advance (their sum over tiles is separable), so a prediction that
-does not depend on the tile it came from is reproduced exactly: no seams.
-
-Memory is bounded by the tile batch and the output arrays: the input may be a
-read-only ``np.memmap`` of any real dtype (converted to float32 tile by tile)
-and the outputs are float32 arrays (optionally caller-provided, e.g. memory
-maps). One prediction is accumulated straight into the output. With
-``samples=K > 1`` the generator is run K times with different input noise; each
-pass is blended in a rolling z-slab buffer of one tile's depth and folded into
-the per-voxel mean and standard deviation slab by slab (Welford), without
-keeping the samples.
-
-:func:`run_inference` is a generator of :class:`InferenceEvent` for progress
-bars and GUI workers; :func:`predict` consumes it.
+Tiles come from a :class:`~.tiles.TilePlan`; each is normalised with the
+model's normalisation, optionally perturbed with Gaussian noise, passed through
+the generator in batches, de-normalised and accumulated with its blend weight
+(straight into the output for one sample, in a rolling z-slab buffer folded
+into a running mean and standard deviation for several).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .tiling import blend_ramp, tile_starts
+from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .model import TrainedModel
+    from ..model import TrainedModel
 
 __all__ = [
     "InferenceEvent",
     "InferenceResult",
     "InferenceStopped",
-    "TilePlan",
-    "default_tile",
-    "plan_tiles",
     "run_inference",
     "predict",
 ]
@@ -112,136 +92,6 @@ class InferenceEvent:
     @property
     def fraction(self) -> float:
         return self.done_tiles / self.total_tiles if self.total_tiles else 1.0
-
-
-# ----------------------------------------------------------------------------
-# Tile plan: padding, tile sizes, starts and normalised blend factors per axis
-# ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _AxisPlan:
-    length: int  # voxels of the volume along this axis
-    tile: int
-    overlap: int
-    pad_before: int
-    padded: int  # padded length
-    starts: np.ndarray  # tile starts in padded coordinates
-    factors: tuple[np.ndarray, ...]  # blend weight / weight sum, per start
-    source: np.ndarray  # padded index -> volume index (reflection)
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """How a volume is padded, tiled and blended (see :func:`plan_tiles`)."""
-
-    shape: tuple[int, int, int]
-    axes: tuple[_AxisPlan, _AxisPlan, _AxisPlan]
-    order: list[tuple[int, int, int]] = field(repr=False)
-
-    @property
-    def tile(self) -> tuple[int, int, int]:
-        return tuple(a.tile for a in self.axes)  # type: ignore[return-value]
-
-    @property
-    def overlap(self) -> tuple[int, int, int]:
-        return tuple(a.overlap for a in self.axes)  # type: ignore[return-value]
-
-    @property
-    def padded_shape(self) -> tuple[int, int, int]:
-        return tuple(a.padded for a in self.axes)  # type: ignore[return-value]
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-def _reflect_indices(first: int, count: int, n: int) -> np.ndarray:
-    """Volume indices of positions ``first .. first+count-1`` (may be outside
-    ``[0, n)``) under reflection without edge repeat (numpy's ``reflect``)."""
-    i = np.arange(first, first + count, dtype=np.int64)
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * (n - 1)
-    i = np.mod(i, period)
-    return np.where(i > n - 1, period - i, i)
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)
-
-
-def _plan_axis(n: int, tile: int, overlap: int, multiple: int, min_size: int) -> _AxisPlan:
-    margin = overlap // 2
-    padded = n + 2 * margin
-    t = max(min_size, min(tile, _round_up(padded, multiple)))
-    extra = max(0, t - padded)
-    pad_before = margin + extra // 2
-    padded = max(padded, t)
-    o = min(overlap, t - 1)
-    starts = tile_starts(padded, t, o)
-    ramp = blend_ramp(t, o).astype(np.float64)
-    total = np.zeros(padded, dtype=np.float64)
-    for s in starts:
-        total[s : s + t] += ramp
-    factors = tuple((ramp / total[s : s + t]).astype(np.float32) for s in starts)
-    source = _reflect_indices(-pad_before, padded, n)
-    return _AxisPlan(n, t, o, pad_before, padded, starts, factors, source)
-
-
-def default_tile(model: Any) -> int:
-    """Twice the model's subtomogram size, rounded up to its padding multiple."""
-    multiple = int(getattr(model.generator, "padding_multiple", 1) or 1)
-    return _round_up(2 * int(model.subtomo_size), multiple)
-
-
-def plan_tiles(
-    shape: Sequence[int],
-    tile: int,
-    overlap: int,
-    multiple: int = 1,
-    min_size: int = 1,
-) -> TilePlan:
-    """Plan the tiles for a volume of ``shape``.
-
-    ``tile`` is rounded up to ``multiple`` (the network's padding multiple).
-    Along an axis shorter than a tile (after the context margin of
-    ``overlap // 2`` on both sides) the tile shrinks to the padded axis length
-    rounded up to ``multiple`` (and at least ``min_size``, the smallest input
-    the network accepts), so small volumes cost little.
-    """
-    shape3 = tuple(int(s) for s in shape)
-    if len(shape3) != 3 or min(shape3) < 1:
-        raise ValueError(f"volume must be 3D (z, y, x) and non-empty, got shape {tuple(shape)}")
-    multiple = max(1, int(multiple))
-    tile = int(tile)
-    if tile < 1:
-        raise ValueError(f"tile must be a positive number of voxels, got {tile}")
-    min_size = _round_up(max(1, int(min_size)), multiple)
-    tile = max(_round_up(tile, multiple), min_size)
-    overlap = int(overlap)
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
-    axes = tuple(_plan_axis(n, tile, overlap, multiple, min_size) for n in shape3)
-    order = [
-        (i, j, k) for i in range(len(axes[0].starts)) for j in range(len(axes[1].starts)) for k in range(len(axes[2].starts))
-    ]
-    return TilePlan(shape3, axes, order)  # type: ignore[arg-type]
-
-
-def _read_tile(volume: np.ndarray, plan: TilePlan, index: tuple[int, int, int]) -> np.ndarray:
-    """One padded tile as float32 (only its bounding box of the volume is read)."""
-    idx = []
-    box = []
-    for a, i in zip(plan.axes, index):
-        s = int(a.starts[i])
-        src = a.source[s : s + a.tile]
-        lo, hi = int(src.min()), int(src.max()) + 1
-        idx.append(src - lo)
-        box.append(slice(lo, hi))
-    block = np.asarray(volume[tuple(box)], dtype=np.float32)
-    if all(len(ix) == b.stop - b.start and (len(ix) < 2 or (np.diff(ix) == 1).all()) for ix, b in zip(idx, box)):
-        return block
-    return block[np.ix_(*idx)]
 
 
 # ----------------------------------------------------------------------------
@@ -357,7 +207,7 @@ def _check_out(arr: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.
 
 
 def _resolve_device(device: Any) -> "torch.device":
-    from .device import resolve_device
+    from ..device import resolve_device
 
     return resolve_device(device)
 
@@ -431,7 +281,7 @@ def run_inference(
     """
     import torch
 
-    from .device import autocast_context, release_device_memory
+    from ..device import autocast_context, release_device_memory
 
     volume = _check_volume(volume)
     shape = tuple(int(s) for s in volume.shape)

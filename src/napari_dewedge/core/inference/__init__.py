@@ -1,0 +1,58 @@
+"""Tiled application of a trained generator to a whole tomogram.
+
+The tomogram is padded reflectively (virtually: only the tiles are ever
+materialised) by half the overlap on every side, and up to one tile along any
+axis shorter than a tile, then cut into overlapping tiles
+(:func:`~napari_dewedge.core.inference.tiles.tile_grid`). Each tile is normalised with
+the model's normalisation, optionally perturbed with Gaussian noise, passed
+through the generator in batches, de-normalised and blended with a smooth,
+strictly positive, separable weight
+(:func:`~napari_dewedge.core.inference.tiles.blend_ramp`). The weights are normalised
+per axis in advance (their sum over tiles is separable), so a prediction that
+does not depend on the tile it came from is reproduced exactly: no seams.
+
+Memory is bounded by the tile batch and the output arrays: the input may be a
+read-only ``np.memmap`` of any real dtype (converted to float32 tile by tile)
+and the outputs are float32 arrays (optionally caller-provided, e.g. memory
+maps). One prediction is accumulated straight into the output. With
+``samples=K > 1`` the generator is run K times with different input noise; each
+pass is blended in a rolling z-slab buffer of one tile's depth and folded into
+the per-voxel mean and standard deviation slab by slab (Welford), without
+keeping the samples.
+
+:func:`run_inference` is a generator of :class:`InferenceEvent` for progress
+bars and GUI workers; :func:`predict` consumes it.
+
+Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan) and
+:mod:`.run` (the run, its events and result, the accumulators).
+"""
+
+from __future__ import annotations
+
+from .run import InferenceEvent, InferenceResult, InferenceStopped, predict, run_inference
+from .tiles import (
+    DEAD_ZONE_WEIGHT,
+    TilePlan,
+    blend_ramp,
+    blend_window,
+    default_tile,
+    plan_tiles,
+    tile_grid,
+    tile_starts,
+)
+
+__all__ = [
+    "InferenceEvent",
+    "InferenceResult",
+    "InferenceStopped",
+    "TilePlan",
+    "default_tile",
+    "plan_tiles",
+    "run_inference",
+    "predict",
+    "DEAD_ZONE_WEIGHT",
+    "tile_starts",
+    "tile_grid",
+    "blend_ramp",
+    "blend_window",
+]

@@ -1,0 +1,181 @@
+"""Observation-noise estimate of a tomogram and the noise settings of a run.
+
+:func:`estimate_noise` splits the noise of a normalised tomogram into a white
+part (seen alone inside the missing wedge) and a wedge-filtered part (the
+excess power in the measured region at high spatial frequency);
+:func:`resolve_noise` turns the estimate and a :class:`~.config.TrainingConfig`
+into the run's ``sigma_n``, ``noise_scale`` and synthetic-noise amplitudes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from ..wedge import WedgeGeometry, apply_wedge, measured_fraction, wedge_mask
+from .config import _MIN_SIGMA_N, _NOISE_SCALE_RANGE
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .config import TrainingConfig
+
+__all__ = ["NoiseEstimate", "estimate_noise", "resolve_noise", "synthetic_noise"]
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """Observation noise of a normalised tomogram (per-voxel standard deviations).
+
+    ``white_std``: the part spread over all of Fourier space; ``wedge_std``: the
+    part confined to the measured region (its per-voxel standard deviation).
+    """
+
+    white_std: float
+    wedge_std: float
+
+    @property
+    def total_std(self) -> float:
+        return float(math.hypot(self.white_std, self.wedge_std))
+
+    @property
+    def kind(self) -> str:
+        """``"white"``, ``"wedge-filtered"`` or ``"mixed"``."""
+        total = self.total_std**2
+        if total <= 0 or self.white_std**2 >= 0.8 * total:
+            return "white"
+        if self.wedge_std**2 >= 0.8 * total:
+            return "wedge-filtered"
+        return "mixed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"white_std": float(self.white_std), "wedge_std": float(self.wedge_std), "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NoiseEstimate":
+        return cls(float(data["white_std"]), float(data["wedge_std"]))
+
+    def __str__(self) -> str:
+        return f"{self.kind} noise, std {self.total_std:.3g} (white {self.white_std:.3g}, wedge-filtered {self.wedge_std:.3g})"
+
+
+def _widened(geometry: WedgeGeometry, degrees: float) -> WedgeGeometry:
+    return WedgeGeometry(
+        max(-90.0, geometry.tilt_min - degrees), min(90.0, geometry.tilt_max + degrees), geometry.tilt_axis
+    )
+
+
+def _narrowed(geometry: WedgeGeometry, degrees: float) -> WedgeGeometry:
+    lo, hi = geometry.tilt_min + degrees, geometry.tilt_max - degrees
+    if lo > hi:
+        lo = hi = 0.5 * (geometry.tilt_min + geometry.tilt_max)
+    return WedgeGeometry(lo, hi, geometry.tilt_axis)
+
+
+def estimate_noise(
+    cubes: np.ndarray,
+    geometry: WedgeGeometry,
+    *,
+    margin_deg: float = 10.0,
+    white_band: tuple[float, float] = (0.2, 1.0),
+    measured_band: tuple[float, float] = (0.35, 1.0),
+    quantile: float = 0.25,
+) -> NoiseEstimate:
+    """Estimate white and wedge-filtered noise from cubes ``(n, d, d, d)`` of a normalised tomogram.
+
+    Each cube is de-meaned and Hann-windowed; the power spectrum is averaged
+    (normalised so that white noise of variance ``s^2`` has power ``s^2``).
+    The white level is the mean power inside the missing wedge (shrunk by
+    ``margin_deg`` to keep clear of leakage) at radii in ``white_band``
+    (cycles/voxel); the wedge-filtered part is the excess power in the
+    measured region (shrunk by ``margin_deg``) at radii in ``measured_band``,
+    cube by cube, taken at the ``quantile`` over the cubes: cubes of empty
+    ice or vacuum show the noise alone, while structure adds power. Without
+    a missing wedge all noise counts as white.
+    """
+    cubes = np.asarray(cubes, dtype=np.float32)
+    if cubes.ndim != 4 or len(cubes) == 0:
+        raise ValueError(f"cubes must have shape (n, d, d, d) with n >= 1, got {cubes.shape}")
+    shape = cubes.shape[1:]
+    win = [np.hanning(n + 2)[1:-1] for n in shape]  # strictly positive Hann
+    window = (win[0][:, None, None] * win[1][None, :, None] * win[2][None, None, :]).astype(np.float32)
+    norm = float((window.astype(np.float64) ** 2).sum())
+    fz = np.fft.fftfreq(shape[0])[:, None, None]
+    fy = np.fft.fftfreq(shape[1])[None, :, None]
+    fx = np.fft.rfftfreq(shape[2])[None, None, :]
+    full = (shape[0], shape[1], shape[2] // 2 + 1)
+    radius = np.broadcast_to(np.sqrt(fz**2 + fy**2 + fx**2), full)
+    missing = np.broadcast_to(wedge_mask(shape, _widened(geometry, margin_deg), full=True), full) == 0
+    measured = np.broadcast_to(wedge_mask(shape, _narrowed(geometry, margin_deg), full=True), full) == 1
+    sel_miss = missing & (radius >= white_band[0]) & (radius <= white_band[1])
+    sel_meas = measured & (radius >= measured_band[0]) & (radius <= measured_band[1])
+    if not sel_meas.any():
+        sel_meas = measured & (radius > 0)
+    white = np.empty(len(cubes))
+    meas = np.empty(len(cubes))
+    for i, cube in enumerate(cubes):
+        spec = np.fft.rfftn((cube - cube.mean()) * window)
+        power = (spec.real**2 + spec.imag**2) / norm
+        meas[i] = power[sel_meas].mean()
+        white[i] = power[sel_miss].mean() if sel_miss.any() else 0.0
+    if not sel_miss.any():
+        return NoiseEstimate(math.sqrt(max(float(np.quantile(meas, quantile)), 0.0)), 0.0)
+    white_power = float(white.mean())
+    extra = max(float(np.quantile(meas - white, quantile)), 0.0)
+    frac = measured_fraction(shape, geometry)
+    return NoiseEstimate(math.sqrt(max(white_power, 0.0)), math.sqrt(extra * frac))
+
+
+def resolve_noise(config: "TrainingConfig", estimate: NoiseEstimate) -> dict[str, float]:
+    """Final noise settings: sigma_n, noise_scale and the synthetic noise amplitudes.
+
+    ``sigma_n`` defaults to the estimated total standard deviation, floored at
+    0.5; ``noise_scale`` to ``sqrt(3)`` times it, within [0.1, 2]; the synthetic
+    noise follows ``noise_model`` (``"auto"``: the estimated split).
+    """
+    cfg, est = config, estimate
+    total = est.total_std
+    sigma_n = float(cfg.sigma_n) if cfg.sigma_n is not None else max(total, _MIN_SIGMA_N)
+    if cfg.noise_scale is not None:
+        scale = float(cfg.noise_scale)
+    else:
+        # sqrt(3) sigma: the drawn noise (u * scale, u uniform) then has on
+        # average the variance of the observation noise.
+        scale = float(np.clip(math.sqrt(3.0) * total, *_NOISE_SCALE_RANGE))
+    white, wedge = est.white_std, est.wedge_std
+    if cfg.noise_model == "white":
+        white, wedge = sigma_n, 0.0
+    elif cfg.noise_model == "wedge":
+        white, wedge = 0.0, sigma_n
+    elif cfg.noise_model == "none":
+        white, wedge = 0.0, 0.0
+    elif cfg.sigma_n is not None and total > 0:  # auto with a given level: keep the estimated split
+        white, wedge = white * sigma_n / total, wedge * sigma_n / total
+    elif cfg.sigma_n is not None:
+        white = sigma_n
+    return {"sigma_n": sigma_n, "noise_scale": scale, "white_std": white, "wedge_std": wedge}
+
+
+def synthetic_noise(
+    amplitudes: Mapping[str, float],
+    randn: Callable[[tuple[int, ...]], "torch.Tensor"],
+    shape: tuple[int, ...],
+    geometry: WedgeGeometry,
+    measured: float,
+) -> "torch.Tensor | None":
+    """Noise of the observation's statistics (``white_std``, ``wedge_std`` of :func:`resolve_noise`).
+
+    ``randn(shape)`` draws standard normal tensors (white first, then the
+    wedge-filtered part, whose per-voxel std is restored by ``1/sqrt(measured)``,
+    the measured fraction of Fourier space); None when both amplitudes are 0.
+    """
+    out = None
+    if amplitudes["white_std"] > 0:
+        out = amplitudes["white_std"] * randn(shape)
+    if amplitudes["wedge_std"] > 0:
+        wedge = (amplitudes["wedge_std"] / math.sqrt(measured)) * apply_wedge(randn(shape), geometry)
+        out = wedge if out is None else out + wedge
+    return out
