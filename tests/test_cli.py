@@ -16,7 +16,7 @@ from napari_dewedge.io import read_volume, write_volume
 
 VOXEL = 4.0
 # Tiny training: a few steps of a 2-channel, depth-1 U-Net on 16^3 subtomograms.
-TINY = ["--steps", "2", "--subtomo-size", "16", "--width", "2", "--depth", "1", "--n-subtomos", "4",
+TINY = ["--steps", "2", "--subtomo-size", "16", "--unet-width", "2", "--unet-depth", "1", "--n-subtomos", "4",
         "--batch-size", "2", "--device", "cpu", "--threads", "1", "--seed", "0"]
 WEDGE = ["--tilt-range", "-60", "60"]
 
@@ -154,8 +154,8 @@ def test_bad_arguments(tomo, tmp_path, capsys):
 
 def test_demo_headless_writes_result_model_and_figure(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = cli.main(["demo", "--headless", "--out", str(out), "--steps", "1", "--subtomo-size", "16", "--width", "2",
-                   "--depth", "1", "--n-subtomos", "4", "--batch-size", "2", "--tile", "64", "--device", "cpu",
+    rc = cli.main(["demo", "--headless", "--out", str(out), "--steps", "1", "--subtomo-size", "16", "--unet-width", "2",
+                   "--unet-depth", "1", "--n-subtomos", "4", "--batch-size", "2", "--tile", "64", "--device", "cpu",
                    "--threads", "1"])
     assert rc == 0
     printed = capsys.readouterr().out

@@ -12,7 +12,7 @@ from napari_dewedge.core.phantoms import corrupt, hollow_sphere
 from napari_dewedge.core.wedge import WedgeGeometry
 from napari_dewedge.io import read_volume, write_volume
 
-TINY = ["--steps", "2", "--subtomo-size", "16", "--width", "2", "--depth", "1", "--n-subtomos", "4",
+TINY = ["--steps", "2", "--subtomo-size", "16", "--unet-width", "2", "--unet-depth", "1", "--n-subtomos", "4",
         "--batch-size", "2", "--device", "cpu", "--threads", "1", "--seed", "0"]
 APPLY = ["--device", "cpu", "--threads", "1", "--tile", "16"]
 

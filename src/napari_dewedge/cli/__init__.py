@@ -188,15 +188,19 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     t.add_argument("--preset", choices=PRESET_NAMES, default=None,
                    help="quick (CPU, minutes), standard (GPU), thorough (GPU, longer); "
                         "default: quick on CPU, standard on a GPU")
-    t.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the preset's)")
-    t.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    _add_settings(t, advanced=False)
     t.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="write resumable checkpoints to PATH; resume from it when it exists")
-    # Advanced settings, for experiments and tests.
-    for flag, dest in (("--subtomo-size", "subtomo_size"), ("--width", "width"), ("--depth", "depth"),
-                       ("--batch-size", "batch_size"), ("--n-subtomos", "n_subtomos"),
-                       ("--preview-every", "preview_every")):
-        t.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
+    _add_settings(p.add_argument_group("advanced training settings (default: the preset's)"), advanced=True)
+
+
+def _add_settings(group, *, advanced: bool, names: tuple[str, ...] | None = None) -> None:
+    """The training settings' flags, from TrainingConfig's schema (--device is common to every command)."""
+    from ..core.training.config import add_arguments, settings_schema
+
+    if names is None:
+        names = tuple(s.name for s in settings_schema() if s.advanced == advanced and s.name != "device")
+    add_arguments(group, names)
 
 
 def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
@@ -210,7 +214,8 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
                    help="apply the model to the even and odd halves and average the two results")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="take every N-th input starting at I (0-based), e.g. for a cluster job array")
-    g.add_argument("--noise-scale", type=float, default=None, help=argparse.SUPPRESS)
+    g.add_argument("--apply-noise-scale", dest="apply_noise_scale", type=float, default=None,
+                   help=argparse.SUPPRESS)
     g.add_argument("--tile", type=_positive_int, default=None, help=argparse.SUPPRESS)
     g.add_argument("--overlap", type=int, default=None, help=argparse.SUPPRESS)
     g.add_argument("--tile-batch", dest="tile_batch", type=_positive_int, default=None, help=argparse.SUPPRESS)
@@ -284,14 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the headless demo's files (default: ./napari-dewedge-demo)")
     p.add_argument("--headless", action="store_true", help="no GUI: run the whole pipeline and write files")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None, help="training preset (default: quick)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    for flag, dest in (("--subtomo-size", "subtomo_size"), ("--width", "width"), ("--depth", "depth"),
-                       ("--batch-size", "batch_size"), ("--n-subtomos", "n_subtomos"),
-                       ("--preview-every", "preview_every"), ("--tile", "tile"), ("--tile-batch", "tile_batch")):
+    _add_settings(p, advanced=False, names=("steps", "seed", "subtomo_size", "n_subtomos", "batch_size",
+                                            "unet_depth", "unet_width"))
+    for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, noise_scale=None, overlap=None, checkpoint=None)
+    p.set_defaults(func=cmd_demo, samples=1, apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 
 

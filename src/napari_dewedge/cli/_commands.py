@@ -137,19 +137,12 @@ def _dataset(args: argparse.Namespace, entries: list) -> list:
 
 
 def _training_config(args: argparse.Namespace, device: Any):
-    from ..core.training import TrainingConfig
+    """The preset (default: quick on a CPU, standard on a GPU) with the settings given as flags."""
+    from ..core.training import TrainingConfig, config_overrides
 
     preset = args.preset or ("quick" if device.type == "cpu" else "standard")
-    overrides: dict[str, Any] = {"device": str(device)}
-    for name in ("steps", "seed", "subtomo_size", "batch_size", "n_subtomos"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    unet = {k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None}
-    if unet:
-        overrides["unet"] = unet
-    if args.preview_every is not None:
-        overrides["preview_every"] = args.preview_every
+    overrides = config_overrides(args)
+    overrides["device"] = str(device)
     try:
         config = TrainingConfig.preset(preset, **overrides)
     except (TypeError, ValueError) as exc:
@@ -245,7 +238,7 @@ def _load_model(path: str | os.PathLike):
 def _apply_one(model, volume, voxel_size, args: argparse.Namespace, device: Any, label: str):
     from ..core import pipeline
 
-    spec = pipeline.ApplySpec(samples=args.samples, device=device, seed=args.seed, noise_scale=args.noise_scale,
+    spec = pipeline.ApplySpec(samples=args.samples, device=device, seed=args.seed, noise_scale=args.apply_noise_scale,
                               tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", None),
                               batch_size=getattr(args, "tile_batch", None), voxel_size=tuple(voxel_size))
     bar: Progress | None = None
@@ -310,8 +303,8 @@ def _write_outputs(result, vol, src: Path, out: Path, std_out: Path | None, args
 def _check_samples(args: argparse.Namespace) -> None:
     if args.samples < 1:
         raise CliError(f"--samples must be >= 1, got {args.samples}")
-    if args.noise_scale is not None and args.noise_scale < 0:
-        raise CliError(f"--noise-scale must be >= 0, got {args.noise_scale}")
+    if args.apply_noise_scale is not None and args.apply_noise_scale < 0:
+        raise CliError(f"--apply-noise-scale must be >= 0, got {args.apply_noise_scale}")
     if args.std_out is not None and args.samples < 2:
         raise CliError("--std-out needs --samples 2 or more (the spread of several predictions)")
 

@@ -94,23 +94,43 @@ schedules as pure functions), :mod:`.checkpoint` and :mod:`.trainer`.
 
 from __future__ import annotations
 
-from .checkpoint import CHECKPOINT_FORMAT
-from .config import (
-    ENERGY_OBJECTIVES,
-    NOISE_MODELS,
-    PRESETS,
-    Setting,
-    TrainingConfig,
-    add_arguments,
-    config_overrides,
-    quick,
-    settings_schema,
-    standard,
-    thorough,
-)
-from .noise import NoiseEstimate, estimate_noise
-from .sampling import plan_subtomo_size
-from .trainer import Trainer, TrainingEvent, fit
+from importlib import import_module
+from typing import Any
+
+# Names are loaded on first use: the settings schema (config) imports neither
+# numpy nor torch, so the command line's --help stays instant.
+_WHERE = {
+    "CHECKPOINT_FORMAT": "checkpoint",
+    "ENERGY_OBJECTIVES": "config",
+    "NOISE_MODELS": "config",
+    "PRESETS": "config",
+    "Setting": "config",
+    "TrainingConfig": "config",
+    "add_arguments": "config",
+    "config_overrides": "config",
+    "quick": "config",
+    "settings_schema": "config",
+    "standard": "config",
+    "thorough": "config",
+    "NoiseEstimate": "noise",
+    "estimate_noise": "noise",
+    "plan_subtomo_size": "sampling",
+    "Trainer": "trainer",
+    "TrainingEvent": "trainer",
+    "fit": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ENERGY_OBJECTIVES",

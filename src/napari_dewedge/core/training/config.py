@@ -28,9 +28,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
-import numpy as np
-
-from ..networks import build_generator
+import numbers
 
 __all__ = [
     "ENERGY_OBJECTIVES",
@@ -139,14 +137,14 @@ def _meta(
 
 
 def _check_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be an integer <= {maximum}, got {value!r}")
 
 
 def _check_float(value: Any, name: str, lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if lo is not None and (value < lo or (open_lo and value == lo)):
         raise ValueError(f"{name} must be {'>' if open_lo else '>='} {lo}, got {value!r}")
@@ -302,6 +300,8 @@ class TrainingConfig:
             raise ValueError(f"unet must be a dict of UNet3D settings, got {self.unet!r}")
         unet = {**_DEFAULT_UNET, **dict(self.unet)}
         try:
+            from ..networks import build_generator  # torch: only once a config is built
+
             probe = build_generator({**unet, "width": 1, "max_channels": 1})  # validates cheaply
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid unet settings {dict(self.unet)}: {exc}") from None
