@@ -230,6 +230,17 @@ def _model_noise_scale(model: Any) -> float:
         return 0.0
 
 
+def _normalization(model: Any, volume: np.ndarray) -> tuple[Callable, Callable]:
+    """How tiles are normalised: with the model's training statistics, or, for a model
+    trained on several tomograms (each normalised with its own), the volume's own."""
+    if not (getattr(model, "training", None) or {}).get("per_volume_normalization"):
+        return model.normalize, model.denormalize
+    from ..training.sampling import volume_stats
+
+    mean, std = volume_stats(volume)
+    return (lambda x: (x - mean) / std), (lambda y: y * std + mean)
+
+
 def run_inference(
     model: "TrainedModel",
     volume: np.ndarray,
@@ -333,6 +344,7 @@ def run_inference(
         torch_gen = torch.Generator(device=dev)
         torch_gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
 
+    normalize, denormalize = _normalization(model, volume)
     was_training = generator.training
     home = next((p.device for p in generator.parameters()), None)
     generator.to(dev)
@@ -353,12 +365,12 @@ def run_inference(
                 batch = np.stack([_read_tile(volume, plan, ix) for ix in indices])[:, None]
                 with torch.inference_mode():
                     x = torch.from_numpy(batch).to(dev)
-                    x = model.normalize(x)
+                    x = normalize(x)
                     if noise > 0:
                         x = x + noise * torch.randn(x.shape, generator=torch_gen, device=dev, dtype=x.dtype)
                     with autocast_context(dev, enabled=amp):
                         y = generator(x)
-                    y = model.denormalize(y.float())
+                    y = denormalize(y.float())
                     pred = y[:, 0].cpu().numpy()
                 for ix, p in zip(indices, pred):
                     acc.add(ix, p)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any
 
@@ -370,3 +371,106 @@ def epoch_pool(
     rng = np.random.default_rng(seed)
     positions = sample_subtomogram_positions(tuple(volume_shape), size, n, rng, mask=mask)
     return positions, (rng.permutation(n) if order else None)
+
+
+# --------------------------------------------------------------------------------------
+# Several tomograms
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSource:
+    """One tomogram of a training run, as the trainer keeps it.
+
+    ``volume`` (and ``even``/``odd``, ``user_mask``) are padded alike when the
+    tomogram is thinner than a subtomogram; ``normalization`` holds the
+    tomogram's own mean and std; ``mask`` the centres subtomograms may be
+    drawn around (the user's mask, else the automatic foreground, else None);
+    ``noise``/``noise_model`` its own noise estimate and the settings resolved
+    from it, filled in when the run starts.
+    """
+
+    name: str
+    volume: Any
+    geometry: Any
+    normalization: dict[str, float]
+    shape: tuple[int, int, int]
+    voxel_size: Any = None
+    even: Any = None
+    odd: Any = None
+    user_mask: Any = None
+    mask: np.ndarray | None = None
+    noise: Any = None
+    noise_model: dict[str, float] | None = None
+    measured: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> int:
+        """Voxels subtomograms may be centred on: the weight of this tomogram in a pool."""
+        mask = self.user_mask if self.user_mask is not None else self.mask
+        return int(np.count_nonzero(mask)) if mask is not None else int(math.prod(self.volume.shape))
+
+    def record(self) -> dict[str, Any]:
+        """Plain data kept in the model: name, shape, wedge, statistics, noise, voxel size."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "shape": [int(s) for s in self.shape],
+            "wedge": self.geometry.to_dict(),
+            "normalization": dict(self.normalization),
+            "halves": self.even is not None,
+            "mask": self.user_mask is not None,
+        }
+        if self.voxel_size is not None:
+            out["voxel_size"] = [float(v) for v in np.broadcast_to(np.asarray(self.voxel_size, float), (3,))]
+        if self.noise is not None:
+            out["noise_estimate"] = self.noise.to_dict()
+        if self.noise_model is not None:
+            out["sigma_n_used"] = self.noise_model["sigma_n"]
+            out["noise_scale_used"] = self.noise_model["noise_scale"]
+        return out
+
+
+def pool_counts(usable: Sequence[int], n: int) -> list[int]:
+    """Split ``n`` subtomograms over tomograms in proportion to their usable volume
+    (largest remainders; every tomogram gets at least one when ``n`` allows)."""
+    total = float(sum(usable))
+    if not usable:
+        return []
+    if total <= 0:
+        usable, total = [1] * len(usable), float(len(usable))
+    exact = [n * u / total for u in usable]
+    counts = [int(math.floor(e)) for e in exact]
+    order = sorted(range(len(usable)), key=lambda i: exact[i] - counts[i], reverse=True)
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    if n >= len(usable):
+        for i, c in enumerate(counts):
+            if c == 0:
+                donor = max(range(len(counts)), key=lambda j: counts[j])
+                counts[donor] -= 1
+                counts[i] = 1
+    return counts
+
+
+def dataset_pool(sources: Sequence[TrainingSource], size: int, n: int, seed: Any, batch: int,
+                 steps: int) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """An epoch's pool over several tomograms.
+
+    Returns the corners per source (``pool_counts`` of them, drawn with
+    ``[seed..., index]``), the source of each of the epoch's ``steps`` batches
+    (drawn in proportion to the pool counts: a batch comes from one tomogram,
+    so it shares one wedge and one noise model), and a permutation per source.
+    """
+    counts = pool_counts([s.usable for s in sources], n)
+    positions, orders = [], []
+    for index, (source, count) in enumerate(zip(sources, counts)):
+        corners, order = epoch_pool(tuple(source.volume.shape), size, max(1, count), [*seed, index],
+                                    mask=source.mask)
+        positions.append(corners)
+        orders.append(order)
+    weights = np.asarray(counts, float)
+    weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(counts), 1.0 / len(counts))
+    rng = np.random.default_rng([*seed, len(sources)])
+    which = rng.choice(len(sources), size=max(1, steps), p=weights)
+    return positions, which, orders

@@ -26,7 +26,9 @@ from . import losses as L
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import TrainingConfig
 from .noise import NoiseEstimate, estimate_noise, resolve_noise, synthetic_noise
+from .multi import dataset_batch, dataset_input, fit_sources, prepare_sources
 from .sampling import (
+    TrainingSource,
     check_training_volume,
     epoch_pool,
     extract_subtomograms,
@@ -88,14 +90,21 @@ _INVERSES = [r.inverse() for r in WEDGE_MOVING_ROTATIONS]
 
 
 class Trainer:
-    """Trains a CryoGEN model on one tomogram; :meth:`run` yields :class:`TrainingEvent`.
+    """Trains a CryoGEN model on tomograms; :meth:`run` yields :class:`TrainingEvent`.
 
     Parameters
     ----------
     volume:
-        The tomogram, ``(z, y, x)``, any real dtype (a memory map is fine).
+        The tomogram, ``(z, y, x)``, any real dtype (a memory map is fine), or
+        a dataset: a :class:`~napari_dewedge.core.dataset.TomogramData` or a
+        list of them, each with its own wedge, voxel size and, optionally,
+        even/odd halves and a mask. Subtomograms are drawn across all of them in
+        proportion to their usable volume (one tomogram per batch); each is
+        normalised with its own statistics and has its own noise estimate.
+        With halves, the network sees one half and the data terms the other
+        (Noise2Noise): its own noise is never a target.
     geometry:
-        Its missing wedge.
+        The missing wedge of a bare ``volume`` (None for a dataset).
     config:
         Settings (default: ``TrainingConfig()``).
     voxel_size:
@@ -112,8 +121,8 @@ class Trainer:
 
     def __init__(
         self,
-        volume: np.ndarray,
-        geometry: WedgeGeometry,
+        volume: Any,
+        geometry: WedgeGeometry | None,
         config: TrainingConfig | None = None,
         *,
         voxel_size: Any = None,
@@ -124,8 +133,7 @@ class Trainer:
         config = TrainingConfig() if config is None else config
         if not isinstance(config, TrainingConfig):
             raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
-        if not isinstance(geometry, WedgeGeometry):
-            raise TypeError(f"geometry must be a WedgeGeometry, got {type(geometry).__name__}")
+        dataset, volume, geometry, voxel_size, source = dataset_input(volume, geometry, voxel_size, source)
         volume = check_training_volume(volume)
         self.config = config
         self.geometry = geometry
@@ -145,10 +153,21 @@ class Trainer:
             self._e: EnergyNet = build_energy(
                 {"width": config.energy_width, "spectral_norm": config.energy_spectral_norm}
             )
-        volume, size, self._notes = fit_volume(volume, config.subtomo_size, self._g.padding_multiple, self._g.min_size)
+        self._sources: list[TrainingSource] = []
+        self._multi = dataset is not None and (len(dataset) > 1 or any(d.has_halves or d.mask is not None
+                                                                           for d in dataset))
+        if self._multi:
+            volume, size = fit_sources(self, dataset)
+        else:
+            volume, size, self._notes = fit_volume(volume, config.subtomo_size, self._g.padding_multiple,
+                                                   self._g.min_size)
+            self._sources = [TrainingSource(self.source or "volume", volume, geometry, self.normalization,
+                                            self.volume_shape, voxel_size)]
         self.subtomo_size = size
         self._volume = volume
-        self._extract = min(size + size // 4, min(volume.shape))
+        self._extract = min(size + size // 4, min(min(s.volume.shape) for s in self._sources))
+        self._step_geometry = geometry
+        self._target: torch.Tensor | None = None
 
         self._g.to(self.device)
         self._e.to(self.device)
@@ -326,21 +345,27 @@ class Trainer:
     # -- setup -----------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Foreground mask, noise estimate and the preview subtomogram."""
+        """Foreground masks, noise estimates and the preview subtomogram."""
         size, ext = self.subtomo_size, self._extract
         vol_shape = tuple(self._volume.shape)
-        if self.config.mask_empty:
+        if self._multi:
+            prepare_sources(self)
+        if self.config.mask_empty and not self._multi:
             mask = foreground_mask(self._volume, size=ext)
             self._mask = mask if mask.any() else None
         if self._noise is None:  # from 48 (24 when large) subtomograms at seeded random positions
             pos, _ = epoch_pool(vol_shape, size, 48 if size <= 48 else 24, [self.seed, 7919], order=False)
             self._noise = estimate_noise(self._normalize(extract_subtomograms(self._volume, pos, size)), self.geometry)
         self._noise_model = self._resolve_noise()
+        first = self._sources[0]
+        first.noise, first.noise_model, first.mask = self._noise, self._noise_model, first.mask if self._multi \
+            else self._mask
         corner = tuple(int((s - size) // 2) for s in vol_shape)
         self._preview_origin = corner
         cube = extract_subtomograms(self._volume, np.array([corner]), size)
         self._preview_input = torch.from_numpy(self._normalize(cube)[:, None]).to(self.device)
         self._measured = measured_fraction((size,) * 3, self.geometry)
+        first.measured = self._measured
 
     _preview_origin: tuple[int, int, int] | None = None
 
@@ -355,6 +380,8 @@ class Trainer:
 
     def _training_record(self) -> dict[str, Any]:
         record = self.config.to_dict()
+        record["sources"] = [s.record() for s in self._sources]
+        record["per_volume_normalization"] = bool(self._multi and len(self._sources) > 1)
         record.update(
             seed_used=self.seed,
             subtomo_size_used=self.subtomo_size,
@@ -393,6 +420,8 @@ class Trainer:
 
     def _batch(self, k: int) -> torch.Tensor:
         """Normalised subtomograms ``(B, 1, d, d, d)`` for step ``k``."""
+        if self._multi:
+            return dataset_batch(self, k)
         cfg = self.config
         epoch = (k - 1) // cfg.epoch_steps
         if epoch != self._pool_epoch or self._pool is None:
@@ -410,7 +439,7 @@ class Trainer:
         return torch.randn(shape, generator=self._tgen, device=self.device)
 
     def _synthetic_noise(self, shape: tuple[int, ...]) -> torch.Tensor | None:
-        return synthetic_noise(self._noise_model, self._randn, shape, self.geometry, self._measured)
+        return synthetic_noise(self._noise_model, self._randn, shape, self._step_geometry, self._measured)
 
     # -- one step --------------------------------------------------------------------
 
@@ -434,7 +463,7 @@ class Trainer:
 
     def _train_step(self, k: int) -> tuple[dict[str, float], float, float]:
         cfg = self.config
-        g, e, T = self._g, self._e, self.geometry
+        g, e = self._g, self._e
         assert self._opt_g is not None and self._opt_e is not None
         lr, lam = self._lr(k), self._lambda(k)
         for group in self._opt_g.param_groups:
@@ -445,6 +474,9 @@ class Trainer:
             self._g_frozen.load_state_dict(g.state_dict())
 
         y = self._batch(k)
+        T = self._step_geometry
+        # the data terms see the observation; with halves, the other half (Noise2Noise)
+        y_obs = y if self._target is None else self._target
         shape = tuple(y.shape)
         n = len(WEDGE_MOVING_ROTATIONS)
         rot_idx = self._rng.integers(0, n, size=shape[0])
@@ -466,7 +498,7 @@ class Trainer:
         if n_syn is not None:
             fake = fake + n_syn
         fake = apply_wedge(fake, T) + e_x
-        real = apply_wedge(y, T) + e_x
+        real = apply_wedge(y_obs, T) + e_x
 
         # 1. energy network: low energy for observations, high for re-corrupted predictions
         e.requires_grad_(True)
@@ -485,7 +517,7 @@ class Trainer:
             e_gen = e(fake).float()
         # wgan-gp: E(fake) - E(real), the gradient of E(fake), reported as the (estimated) Wasserstein gap
         energy = L.generator_energy_loss(e_gen, cfg.energy_objective, stats["e_real"])
-        fidelity = L.fidelity_loss(pred, y, T, self._noise_model["sigma_n"])
+        fidelity = L.fidelity_loss(pred, y_obs, T, self._noise_model["sigma_n"])
         consistency = torch.zeros((), device=self.device)
         cons_term = None
         if lam > 0:
