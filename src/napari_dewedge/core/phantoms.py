@@ -43,6 +43,7 @@ __all__ = [
     "prism_orientations",
     "random_rotation_matrix",
     "rings",
+    "stacked_rings",
     "cell",
     "corrupt",
     "noise_sigma",
@@ -267,6 +268,44 @@ def rings(
         in_plane = np.sqrt(np.maximum(r2 - height * height, 0.0))
         dist = np.sqrt((in_plane - np.float32(major)) ** 2 + height * height)
         np.maximum(vol, _inside(dist - np.float32(minor), antialias), out=vol)
+    return vol.astype(dt, copy=False)
+
+
+def stacked_rings(
+    size: int = 96,
+    n_rings: int = 4,
+    radius: float = 24.0,
+    tube: float = 3.0,
+    spacing: float = 9.0,
+    orientation: Any = None,
+    *,
+    dtype: Any = np.float32,
+    antialias: bool = False,
+) -> np.ndarray:
+    """A stack of ``n_rings`` parallel rings (tori), like the Vipp1 assemblies of the CryoGEN paper.
+
+    In its own frame the rings lie in the ``(y, x)`` plane, stacked along z
+    ``spacing`` voxels apart around the box centre; ``orientation`` turns the
+    stack as in :func:`triangular_prism`.
+    """
+    size = _check_size(size)
+    radius, tube, spacing = (_check_positive(v, name) for v, name in
+                             ((radius, "radius"), (tube, "tube"), (spacing, "spacing")))
+    if isinstance(n_rings, bool) or not isinstance(n_rings, (int, np.integer)) or n_rings < 1:
+        raise ValueError(f"n_rings must be a positive integer, got {n_rings!r}")
+    half_height = (n_rings - 1) * spacing / 2 + tube
+    if math.hypot(radius + tube, half_height) > (size - 1) / 2:
+        raise ValueError(f"{n_rings} rings of radius {radius:g} do not fit in every orientation in a box of {size}")
+    rot = _orientation(orientation).astype(np.float32)
+    dt = _check_dtype(dtype)
+    z, y, x = _centred_axes(size)
+    u = [rot[0, k] * z + rot[1, k] * y + rot[2, k] * x for k in range(3)]
+    in_plane = np.sqrt(u[1] * u[1] + u[2] * u[2])
+    vol = np.zeros((size, size, size), dtype=np.float32)
+    for i in range(int(n_rings)):
+        height = u[0] - np.float32((i - (n_rings - 1) / 2) * spacing)
+        dist = np.sqrt((in_plane - np.float32(radius)) ** 2 + height * height)
+        np.maximum(vol, _inside(dist - np.float32(tube), antialias), out=vol)
     return vol.astype(dt, copy=False)
 
 
