@@ -180,7 +180,7 @@ def test_errors_reach_on_error_and_callback_errors_are_reported(qtbot, owner, re
 def test_no_callback_after_the_owner_is_deleted(qtbot):
     owner = QWidget()
     runner = TaskRunner(owner)
-    release, stopped = threading.Event(), threading.Event()
+    release, started, stopped = threading.Event(), threading.Event(), threading.Event()
     calls = []
 
     def slow():
@@ -189,6 +189,7 @@ def test_no_callback_after_the_owner_is_deleted(qtbot):
 
     def gen():
         try:
+            started.set()
             while True:
                 time.sleep(0.005)
                 yield 0
@@ -197,12 +198,13 @@ def test_no_callback_after_the_owner_is_deleted(qtbot):
 
     runner.run(slow, on_result=calls.append, on_error=calls.append)
     runner.run(gen, on_cancel=lambda: calls.append("cancelled"))
+    assert started.wait(5)
     owner.deleteLater()
     qtbot.waitUntil(lambda: not _runner.is_alive(owner), timeout=2000)
     assert calls == ["cancelled"]  # the owner's end stopped the tasks
     release.set()
     qtbot.waitUntil(lambda: runner.running() == 0, timeout=5000)
-    assert stopped.wait(2)
+    assert stopped.wait(2)  # the generator was closed in its thread
     qtbot.wait(50)
     assert calls == ["cancelled"]
 
