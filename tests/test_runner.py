@@ -248,3 +248,26 @@ def test_shutdown_when_the_window_closes(qtbot):
     qtbot.waitUntil(lambda: runner.closed, timeout=2000)
     assert not runner.busy()
     qtbot.waitUntil(lambda: runner.running() == 0, timeout=5000)
+
+
+def test_callbacks_do_not_nest(qtbot, owner):
+    from qtpy.QtWidgets import QApplication
+
+    runner = TaskRunner(owner)
+    depth, log = [0], []
+
+    def on_yield(item):
+        depth[0] += 1
+        log.append((item, depth[0]))
+        if item == 0:  # processes events, as adding a layer may: the next items must wait
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                QApplication.processEvents()
+        depth[0] -= 1
+
+    def three():
+        yield from range(3)
+
+    runner.run(three, on_yield=on_yield, on_result=lambda _v: log.append(("result", depth[0] + 1)))
+    _idle(qtbot, runner)
+    assert log == [(0, 1), (1, 1), (2, 1), ("result", 1)]
