@@ -271,3 +271,47 @@ def test_callbacks_do_not_nest(qtbot, owner):
     runner.run(three, on_yield=on_yield, on_result=lambda _v: log.append(("result", depth[0] + 1)))
     _idle(qtbot, runner)
     assert log == [(0, 1), (1, 1), (2, 1), ("result", 1)]
+
+
+def test_supersede_closes_the_old_bar_and_calls_on_cancel(qtbot, owner):
+    runner = TaskRunner(owner)
+    release, cancelled = threading.Event(), []
+
+    def slow_gen():
+        yield 0
+        release.wait(5)
+        yield 1
+
+    runner.run(slow_gen, key="k", progress=(2, "old"), on_cancel=lambda: cancelled.append("old"))
+    old_bar = runner.progress_bar("k")
+    runner.run(lambda: None, key="k", progress=(None, "new"))
+    assert cancelled == ["old"] and runner.progress_bar("k") is not old_bar
+    assert old_bar.n == 0 and getattr(old_bar, "disable", True)  # closed (tqdm disables a closed bar)
+    release.set()
+    _idle(qtbot, runner)
+    assert runner.progress_bar("k") is None
+
+
+def test_closing_the_viewer_ends_the_widgets_tasks(viewer, qtbot):
+    from qtpy.QtCore import QThreadPool
+
+    from napari_dewedge.widgets.compare import CompareWidget
+
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Compare before and after")
+    runner, stopped, seen = widget.runner, threading.Event(), []
+
+    def forever():
+        try:
+            while True:
+                time.sleep(0.005)
+                yield 0
+        finally:
+            stopped.set()
+
+    runner.run(forever, key="long", on_yield=seen.append)
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    viewer.close()
+    qtbot.wait(50)
+    assert stopped.wait(5)  # the window's close or the widget's end (whichever came first) quit it
+    assert QThreadPool.globalInstance().waitForDone(10_000)
