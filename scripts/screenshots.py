@@ -170,7 +170,7 @@ def widget_shots(args, out_dir: Path) -> None:
     views.show()
     views.set_layers(layers["tomogram"], None)
     views.move_to(layers["tomogram"], (18, 120, 47))
-    _wait(app, lambda: views.columns[0].spectrum is not None and not views._stats_workers, what="spectra")
+    _wait(app, lambda: views.columns[0].spectrum is not None and not views.runner.busy(), what="spectra")
     views.update_views()
     app.processEvents()
     _save(views, out_dir / "orthoviews_tomogram.png")
@@ -183,7 +183,7 @@ def widget_shots(args, out_dir: Path) -> None:
         views.move_to(layers["observed"], (n // 2, n // 2, round(n * 0.3)))
         _wait(
             app,
-            lambda: all(c.spectrum is not None for c in views.columns) and not views._stats_workers and not SPECTRA._pending,
+            lambda: all(c.spectrum is not None for c in views.columns) and not views.runner.busy() and not SPECTRA._pending,
             what="spectra",
         )
         views.update_views()

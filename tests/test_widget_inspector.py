@@ -180,7 +180,7 @@ def test_layer_removed_while_computing(viewer, qtbot):
     # spectrum and the estimate arrive after the layer is gone.
     viewer.layers.remove(layer)
     assert widget.layer is None
-    qtbot.waitUntil(lambda: widget._estimate_worker is None and not SPECTRA._pending, timeout=10000)
+    qtbot.waitUntil(lambda: not widget.runner.busy() and widget.runner.running() == 0 and not SPECTRA._pending, timeout=10000)
     assert "removed" in widget.status_label.text()
     assert widget.spectrum is None
     assert widget.panels["xz"].image_shape is None

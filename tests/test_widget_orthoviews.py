@@ -119,7 +119,7 @@ def test_before_and_after_contrast_matched(viewer, qtbot):
     vol = _volume()
     viewer.add_image(vol, name="tomo", metadata={"dewedge_role": "corrupted"})
     viewer.add_image(3.0 * vol + 10.0, name="tomo dewedged", metadata={"dewedge_role": "dewedged"})
-    qtbot.waitUntil(lambda: _ready(widget, 2) and not widget._stats_workers, timeout=5000)
+    qtbot.waitUntil(lambda: _ready(widget, 2) and not widget.runner.busy(), timeout=5000)
     widget.update_views()
     before, after = widget.columns
     limits = widget.display_limits()

@@ -2,8 +2,8 @@
 volume is and, with a ground truth, PSNR, SSIM and how much of the missing
 wedge was restored.
 
-Measures (all from :mod:`napari_dewedge.core.metrics`, computed in a napari
-thread worker):
+Measures (:func:`napari_dewedge.core.comparison.compute_comparison`, run in a
+thread worker by the widget's :class:`~napari_dewedge.widgets._runner.TaskRunner`):
 
 - FSC between before and after (how much of each frequency the processing kept);
 - spectral anisotropy of each layer: power along kz against kx/ky in dB
@@ -21,8 +21,7 @@ for a pair of layers in one call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
@@ -40,8 +39,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import metrics
+from ..core.comparison import Comparison, compute_comparison, layer_voxel_size
 from ..core.wedge import WedgeGeometry
+from ._runner import TaskRunner
 from .orthoviews import OrthoViews, is_input_layer, is_result_layer
 from .panels import LayerPicker, is_alive, volume_of
 from .state import find_widget, geometry_from_layer, get_wedge_state, register_widget
@@ -51,9 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CompareWidget", "Comparison", "compute_comparison", "layer_voxel_size", "open_comparison"]
 
-#: Volumes above this many voxels get SSIM on a centred crop (its filters need ~10 copies in float64).
-SSIM_MAX_VOXELS = 2**24
-HALF_ANGLE = 30.0
 COLOURS = {"before": "#f0a030", "after": "#40c8f0", "before-after": "#e0e0e0"}
 
 
@@ -63,141 +60,6 @@ def _role(layer: Any) -> str | None:
 
 def is_truth_layer(layer: Any) -> bool:
     return _role(layer) == "ground_truth"
-
-
-def layer_voxel_size(layer: Any) -> float | None:
-    """Isotropic voxel size in Å of a layer: ``metadata["voxel_size"]`` when
-    recorded, else its scale; None when unknown or anisotropic. A size of
-    exactly 1 counts as unknown: MRC headers without a cell size read as 1 Å
-    and napari's default scale is 1."""
-    meta = getattr(layer, "metadata", None) or {}
-    value = meta.get("voxel_size")
-    sizes = None
-    if value is not None:
-        try:
-            sizes = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
-        except (TypeError, ValueError):
-            sizes = None
-    if sizes is None or sizes.size == 0:
-        sizes = np.asarray(layer.scale[-3:], dtype=float)
-    if np.allclose(sizes, 1.0):
-        return None
-    if not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
-        return None
-    if sizes.max() > 1.01 * sizes.min():
-        return None
-    return float(sizes.mean())
-
-
-@dataclass
-class Comparison:
-    """Everything :func:`compute_comparison` measured. Keys of the per-layer
-    dicts are ``"before"`` and ``"after"``."""
-
-    names: dict[str, str]
-    voxel_size: float | None
-    geometry: WedgeGeometry
-    fsc: metrics.FSCResult
-    anisotropy: dict[str, float]
-    cone_power: dict[str, dict[str, np.ndarray]]
-    truth_name: str | None = None
-    fsc_truth: dict[str, metrics.FSCResult] = field(default_factory=dict)
-    psnr: dict[str, float] = field(default_factory=dict)
-    ssim: dict[str, float] = field(default_factory=dict)
-    missing_wedge_auc: dict[str, float] = field(default_factory=dict)
-    directional: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ssim_note: str = ""
-
-    @property
-    def units(self) -> str:
-        return self.fsc.units
-
-
-def _as_volume(data: Any, name: str) -> np.ndarray:
-    arr = np.asarray(data)
-    if arr.ndim != 3:
-        raise ValueError(f"{name} must be a 3D (z, y, x) volume, got shape {arr.shape}")
-    return arr.astype(np.float32, copy=False)
-
-
-def _centre_crop(arr: np.ndarray, max_voxels: int) -> np.ndarray:
-    if arr.size <= max_voxels:
-        return arr
-    f = (max_voxels / arr.size) ** (1.0 / 3.0)
-    sl = tuple(slice((n - max(11, int(n * f))) // 2, (n - max(11, int(n * f))) // 2 + max(11, int(n * f))) for n in arr.shape)
-    return arr[sl]
-
-
-def compute_comparison(
-    before: Any,
-    after: Any,
-    truth: Any = None,
-    *,
-    names: dict[str, str] | None = None,
-    geometry: WedgeGeometry | None = None,
-    voxel_size: float | None = None,
-) -> Generator[str, None, Comparison]:
-    """Measure before against after (and both against ``truth``), yielding a
-    line of progress text before each step; returns a :class:`Comparison`.
-
-    A generator so that a napari worker can report progress and be stopped
-    between steps. Volumes must share one shape.
-    """
-    names = dict(names or {})
-    names.setdefault("before", "before")
-    names.setdefault("after", "after")
-    geometry = geometry or WedgeGeometry()
-    yield "reading volumes"
-    vols = {"before": _as_volume(before, f"before ({names['before']})"), "after": _as_volume(after, f"after ({names['after']})")}
-    if vols["before"].shape != vols["after"].shape:
-        raise ValueError(
-            f"before {names['before']!r} has shape {vols['before'].shape} but after {names['after']!r} has "
-            f"{vols['after'].shape}: compare volumes of one shape"
-        )
-    ref = None
-    if truth is not None:
-        names.setdefault("truth", "truth")
-        ref = _as_volume(truth, f"ground truth ({names['truth']})")
-        if ref.shape != vols["before"].shape:
-            raise ValueError(
-                f"ground truth {names['truth']!r} has shape {ref.shape} but the layers compared have "
-                f"{vols['before'].shape}"
-            )
-    yield "FSC before / after"
-    curve = metrics.fsc(vols["before"], vols["after"], voxel_size=voxel_size)
-    anisotropy, cone = {}, {}
-    for key, vol in vols.items():
-        yield f"anisotropy of {names[key]}"
-        cone[key] = metrics.cone_power_spectra(vol, half_angle_deg=HALF_ANGLE)
-        try:
-            anisotropy[key] = metrics.spectral_anisotropy(vol, half_angle_deg=HALF_ANGLE)
-        except ValueError:
-            anisotropy[key] = math.nan
-    result = Comparison(
-        names={k: names[k] for k in ("before", "after")},
-        voxel_size=voxel_size,
-        geometry=geometry,
-        fsc=curve,
-        anisotropy=anisotropy,
-        cone_power=cone,
-        truth_name=names.get("truth") if ref is not None else None,
-    )
-    if ref is None:
-        return result
-    ref_crop = _centre_crop(ref, SSIM_MAX_VOXELS)
-    if ref_crop.shape != ref.shape:
-        result.ssim_note = f"SSIM on a centred {ref_crop.shape[0]}x{ref_crop.shape[1]}x{ref_crop.shape[2]} crop"
-    for key, vol in vols.items():
-        yield f"{names[key]} against the ground truth"
-        result.fsc_truth[key] = metrics.fsc(vol, ref, voxel_size=voxel_size)
-        result.psnr[key] = metrics.psnr(vol, ref, normalize="zscore")
-        try:
-            result.ssim[key] = metrics.ssim(_centre_crop(vol, SSIM_MAX_VOXELS), ref_crop, normalize="zscore")
-        except ValueError:
-            result.ssim[key] = math.nan
-        result.missing_wedge_auc[key] = metrics.missing_wedge_fsc_auc(vol, ref, geometry)
-        result.directional[key] = metrics.directional_resolution(vol, ref, voxel_size=voxel_size, half_angle_deg=HALF_ANGLE)
-    return result
 
 
 def _fmt(value: float, digits: int = 3, suffix: str = "") -> str:
@@ -225,7 +87,8 @@ class CompareWidget(QWidget):
         self.state = get_wedge_state(napari_viewer)
         register_widget(napari_viewer, self)
         self.result: Comparison | None = None
-        self._worker: Any = None
+        self.runner = TaskRunner(self, napari_viewer)
+        self.runner.finished.connect(self._on_finished)
 
         self.before_picker = LayerPicker(napari_viewer, prefer=is_input_layer)
         self.after_picker = LayerPicker(napari_viewer, prefer=is_result_layer)
@@ -275,7 +138,8 @@ class CompareWidget(QWidget):
     def compare(self, before: Any = None, after: Any = None, truth: Any = None) -> Any:
         """Compare ``before`` with ``after`` (layers of this viewer; default:
         the pickers' choice), against ``truth`` when given (or picked).
-        Runs in a worker; returns it (None when the input is not usable)."""
+        Runs in a thread worker of :attr:`runner`; returns the task id (None
+        when the input is not usable)."""
         if before is not None:
             self.before_picker.set_layer(before)
         if after is not None:
@@ -294,14 +158,12 @@ class CompareWidget(QWidget):
             listing = ", ".join(f"{n!r} {s}" for n, s in shapes.items())
             self.status_label.setText(f"The layers must have one shape: {listing}.")
             return None
-        if self._worker is not None:
-            self._worker.quit()
-        from napari.qt.threading import create_worker
-
         names = {"before": before.name, "after": after.name}
         if truth is not None:
             names["truth"] = truth.name
-        worker = create_worker(
+        self.compute_button.setEnabled(False)
+        self.status_label.setText("Computing\u2026")
+        return self.runner.run(  # supersedes a comparison still running
             compute_comparison,
             volume_of(before),
             volume_of(after),
@@ -309,17 +171,11 @@ class CompareWidget(QWidget):
             names=names,
             geometry=self.wedge_for(before),
             voxel_size=layer_voxel_size(before),
-            _start_thread=False,
-            _ignore_errors=True,
+            key="compare",
+            on_yield=self._progress,
+            on_result=self._done,
+            on_error=self._failed,
         )
-        worker.yielded.connect(lambda text, w=worker: self._progress(w, text))
-        worker.returned.connect(lambda result, w=worker: self._done(w, result))
-        worker.errored.connect(lambda exc, w=worker: self._failed(w, exc))
-        self._worker = worker
-        self.compute_button.setEnabled(False)
-        self.status_label.setText("Computing\u2026")
-        worker.start()
-        return worker
 
     def wedge_for(self, before: Any) -> WedgeGeometry:
         """The wedge scored by the missing-wedge FSC: the viewer's shared wedge
@@ -333,30 +189,26 @@ class CompareWidget(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        """A comparison is running."""
+        return self.runner.busy("compare")
 
-    # ------------------------------------------------------------------ worker callbacks
+    # ------------------------------------------------------------------ task callbacks (GUI thread, current task only)
 
-    def _progress(self, worker: Any, text: str) -> None:
-        if is_alive(self) and worker is self._worker:
-            self.status_label.setText(f"Computing: {text}\u2026")
+    def _progress(self, text: str) -> None:
+        self.status_label.setText(f"Computing: {text}\u2026")
 
-    def _failed(self, worker: Any, exc: BaseException) -> None:
-        if not is_alive(self) or worker is not self._worker:
-            return
-        self._worker = None
-        self.compute_button.setEnabled(True)
+    def _failed(self, exc: BaseException) -> None:
         self.status_label.setText(f"Comparison failed: {exc}")
 
-    def _done(self, worker: Any, result: Comparison) -> None:
-        if not is_alive(self) or worker is not self._worker:
-            return
-        self._worker = None
+    def _done(self, result: Comparison) -> None:
         self.compute_button.setEnabled(True)
         self.result = result
         self.status_label.setText("Done.")
         self._show(result)
         self.computed.emit(result)
+
+    def _on_finished(self, _key: Any) -> None:
+        self.compute_button.setEnabled(True)
 
     # ------------------------------------------------------------------ display
 

@@ -2,7 +2,8 @@
 the theoretical wedge drawn over them, following a tilt-range slider live.
 
 The spectrum of a layer is computed once (per data object and spectrum mode)
-in a napari thread worker and cached (:data:`~napari_dewedge.widgets.state.SPECTRA`);
+in a thread worker of the widget's :class:`~napari_dewedge.widgets._runner.TaskRunner`
+and cached (:data:`~napari_dewedge.widgets.state.SPECTRA`);
 moving the slider only recomputes the small 2D masks and edge lines
 (:func:`~napari_dewedge.core.spectra.slice_masks`, cached per geometry) and
 repaints three :class:`~napari_dewedge.widgets.panels.ImagePanel`. The wedge
@@ -33,6 +34,7 @@ from superqt import QLabeledDoubleRangeSlider
 
 from ..core.spectra import PLANES, SpectrumSlices, angular_profile, estimate_tilt_range, slice_masks, wedge_edge_segments
 from ..core.wedge import WedgeGeometry
+from ._runner import TaskRunner
 from .panels import ImagePanel, LayerPicker, ProfilePanel, is_alive
 from .state import SPECTRA, SPECTRUM_MODES, geometry_from_layer, get_wedge_state, register_widget
 
@@ -100,7 +102,9 @@ class WedgeInspector(QWidget):
     Public attributes used by scripts and tests: ``layer_picker``,
     ``range_slider``, ``axis_combo``, ``soft_edge_spin``, ``mode_combo``,
     ``estimate_button``, ``panels`` (dict plane -> ImagePanel), ``profile``,
-    ``state`` (the viewer's :class:`~napari_dewedge.widgets.state.WedgeState`).
+    ``state`` (the viewer's :class:`~napari_dewedge.widgets.state.WedgeState`),
+    ``runner`` (its :class:`~napari_dewedge.widgets._runner.TaskRunner`: tasks
+    ``"spectrum"`` and ``"estimate"``).
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None) -> None:
@@ -113,8 +117,8 @@ class WedgeInspector(QWidget):
         self._profiles: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
         self._profile_key: tuple[int, str] | None = None
         self._offered: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        self._estimate_worker: Any = None
-        self._spectrum_worker: Any = None
+        self.runner = TaskRunner(self, napari_viewer)
+        self.runner.finished.connect(self._on_task_finished)
         self._syncing = False
         self.last_estimate: tuple[float, float] | None = None
         self.redraws = 0
@@ -244,7 +248,7 @@ class WedgeInspector(QWidget):
                 self.state.set(geometry, origin="metadata")
                 self.status_label.setText(f"Wedge from the layer's metadata: {geometry}")
         self.metadata_button.setEnabled(layer is not None and geometry_from_layer(layer) is not None)
-        self.estimate_button.setEnabled(layer is not None and self._estimate_worker is None)
+        self.estimate_button.setEnabled(layer is not None and not self.runner.busy("estimate"))
         self._load_spectrum()
 
     def _on_layer_data(self, layer: Any) -> None:
@@ -256,6 +260,7 @@ class WedgeInspector(QWidget):
         self._spectrum = None
         self._spectrum_layer = layer
         if layer is None:
+            self.runner.cancel("spectrum")
             message = "No 3D image layer.\nOpen a tomogram (2D, RGB and labels layers are not used)."
             for panel in self.panels.values():
                 panel.set_image(None)
@@ -271,17 +276,13 @@ class WedgeInspector(QWidget):
             for panel in self.panels.values():
                 panel.set_message("computing spectrum\u2026")
 
-        def ready(spectrum: SpectrumSlices) -> None:
-            if is_alive(self) and self.layer is layer and self.mode == mode:
-                self._show_spectrum(layer, spectrum)
-
         def failed(exc: BaseException) -> None:
-            if is_alive(self) and self.layer is layer:
-                for panel in self.panels.values():
-                    panel.set_message("")
-                self.status_label.setText(f"Could not compute the spectrum of {layer.name!r}: {exc}")
+            for panel in self.panels.values():
+                panel.set_message("")
+            self.status_label.setText(f"Could not compute the spectrum of {layer.name!r}: {exc}")
 
-        self._spectrum_worker = SPECTRA.request(layer, mode, ready, failed)
+        # Task "spectrum": a new layer or mode supersedes the request before.
+        SPECTRA.request(self.runner, layer, mode, lambda spectrum: self._show_spectrum(layer, spectrum), failed)
 
     def _show_spectrum(self, layer: Any, spectrum: SpectrumSlices) -> None:
         self._spectrum = spectrum
@@ -393,15 +394,14 @@ class WedgeInspector(QWidget):
 
     def estimate(self) -> Any:
         """Estimate the tilt range of the current layer in a worker; the slider
-        moves when it is done. Returns the worker (None without a layer)."""
+        moves when it is done. Returns the task id (the running one's if an
+        estimate runs already; None without a layer)."""
         layer = self.layer
         if layer is None:
             self.status_label.setText("Choose a 3D image layer first.")
             return None
-        if self._estimate_worker is not None:
-            return self._estimate_worker
-        from napari.qt.threading import create_worker
-
+        if self.runner.busy("estimate"):
+            return self.runner.current("estimate")
         axis = self.state.geometry.tilt_axis
         data = SPECTRA._data(layer)
 
@@ -409,26 +409,21 @@ class WedgeInspector(QWidget):
             spectrum = SPECTRA.get_or_compute(layer, "average", data)
             return estimate_tilt_range(spectrum, axis)
 
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         layer_ref = weakref.ref(layer)
-        worker.returned.connect(lambda result: self._estimate_done(layer_ref, axis, result))
-        worker.errored.connect(lambda exc: self._estimate_failed(layer_ref, exc))
-        worker.finished.connect(self._estimate_finished)
-        self._estimate_worker = worker
         self.estimate_button.setEnabled(False)
         self.status_label.setText(f"Estimating the tilt range of {layer.name!r}\u2026")
-        worker.start()
-        return worker
+        return self.runner.run(
+            run,
+            key="estimate",
+            on_result=lambda result: self._estimate_done(layer_ref, axis, result),
+            on_error=lambda exc: self._estimate_failed(layer_ref, exc),
+        )
 
-    def _estimate_finished(self) -> None:
-        if not is_alive(self):
-            return
-        self._estimate_worker = None
-        self.estimate_button.setEnabled(self.layer is not None)
+    def _on_task_finished(self, key: Any) -> None:
+        if key == "estimate":
+            self.estimate_button.setEnabled(self.layer is not None)
 
     def _estimate_done(self, layer_ref: Any, axis: str, result: tuple[float, float]) -> None:
-        if not is_alive(self):
-            return
         layer = layer_ref()
         if layer is None or layer not in self.viewer.layers:
             self.status_label.setText("The layer was removed before the estimate finished.")
@@ -443,8 +438,6 @@ class WedgeInspector(QWidget):
         self.status_label.setText(f"Estimated from {layer.name!r}: {lo:+.1f}\u00b0 to {hi:+.1f}\u00b0 about {axis}.")
 
     def _estimate_failed(self, layer_ref: Any, exc: BaseException) -> None:
-        if not is_alive(self):
-            return
         layer = layer_ref()
         name = layer.name if layer is not None else "the layer"
         self.status_label.setText(f"Could not estimate the tilt range of {name!r}: {exc}")

@@ -50,6 +50,7 @@ from qtpy.QtWidgets import (
 
 from ..core.spectra import PLANES, SpectrumSlices, wedge_edge_segments
 from .inspector import PLANE_AXES, PLANE_TITLES, fourier_pixel_size
+from ._runner import TaskRunner
 from .panels import ImagePanel, LayerPicker, is_alive, volume_of
 from .state import SPECTRA, SPECTRUM_MODES, get_wedge_state, register_widget
 
@@ -252,7 +253,9 @@ class OrthoViews(QWidget):
     Public attributes used by scripts and tests: ``before_picker``,
     ``after_picker``, ``mode_combo``, ``edges_check``, ``columns`` (list of two
     columns; ``columns[i].panels`` real space ``"xy"``, ``"zy"``, ``"xz"`` and
-    ``columns[i].fourier`` ``"xy"``, ``"xz"``, ``"yz"``).
+    ``columns[i].fourier`` ``"xy"``, ``"xz"``, ``"yz"``), ``runner`` (its
+    :class:`~napari_dewedge.widgets._runner.TaskRunner`: tasks
+    ``("spectrum", i)`` per column and ``("stats", id(layer))`` per layer).
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None) -> None:
@@ -261,7 +264,7 @@ class OrthoViews(QWidget):
         self.state = get_wedge_state(napari_viewer)
         register_widget(napari_viewer, self)
         self._update_pending = False
-        self._stats_workers: dict[int, Any] = {}
+        self.runner = TaskRunner(self, napari_viewer)
         self.updates = 0
 
         self.before_picker = LayerPicker(napari_viewer, prefer=is_input_layer)
@@ -362,14 +365,11 @@ class OrthoViews(QWidget):
         self.update_views()
 
     def _request_stats(self, layer: Any) -> None:
-        if _cached_stats(layer) is not None or id(layer) in self._stats_workers:
+        key = ("stats", id(layer))
+        if _cached_stats(layer) is not None or self.runner.busy(key):
             return
-        from napari.qt.threading import create_worker
-
         data = volume_of(layer)
-        worker = create_worker(contrast_statistics, data, _start_thread=False, _ignore_errors=True)
         layer_ref = weakref.ref(layer)
-        key = id(layer)
 
         def done(stats: dict[str, float]) -> None:
             live = layer_ref()
@@ -378,15 +378,11 @@ class OrthoViews(QWidget):
                     _STATS[live] = (weakref.ref(data), stats)
                 except TypeError:
                     pass
-            if is_alive(self):
-                self._stats_workers.pop(key, None)
-                self.update_views()
-                self._draw_spectra()
+            self.update_views()
+            self._draw_spectra()
 
-        worker.returned.connect(done)
-        worker.errored.connect(lambda _exc: is_alive(self) and self._stats_workers.pop(key, None))
-        self._stats_workers[key] = worker
-        worker.start()
+        # No statistics (an error): the slices' own statistics stay in use.
+        self.runner.run(contrast_statistics, data, key=key, on_result=done, on_error=lambda _exc: None)
 
     # ------------------------------------------------------------------ real space
 
@@ -429,13 +425,12 @@ class OrthoViews(QWidget):
 
     def update_views(self) -> None:
         """Re-slice every view at the viewer's current point (a few ms)."""
-        if not is_alive(self):
-            return
-        for column in self.columns:
+        for i, column in enumerate(self.columns):
             layer = column.layer
             if layer is None:
                 continue
             if layer not in self.viewer.layers:
+                self.runner.cancel(("spectrum", i))
                 column.clear("The layer was removed.")
                 continue
             column.index = self.data_index(layer)
@@ -490,9 +485,11 @@ class OrthoViews(QWidget):
 
     def _load_spectra(self) -> None:
         mode = self.mode
-        for column in self.columns:
+        for i, column in enumerate(self.columns):
             layer = column.layer
+            key = ("spectrum", i)  # a new layer or mode of the column supersedes the request before
             if layer is None:
+                self.runner.cancel(key)
                 continue
             column.spectrum = None
             if SPECTRA.get(layer, mode) is None:
@@ -500,17 +497,15 @@ class OrthoViews(QWidget):
                     panel.set_image(None)
                     panel.set_message("computing\u2026")
 
-            def ready(spectrum: SpectrumSlices, column: _Column = column, layer: Any = layer) -> None:
-                if is_alive(self) and column.layer is layer and self.mode == mode:
-                    column.spectrum = spectrum
-                    self._draw_spectra()
+            def ready(spectrum: SpectrumSlices, column: _Column = column) -> None:
+                column.spectrum = spectrum
+                self._draw_spectra()
 
             def failed(exc: BaseException, column: _Column = column) -> None:
-                if is_alive(self):
-                    for panel in column.fourier.values():
-                        panel.set_message(f"spectrum failed:\n{exc}")
+                for panel in column.fourier.values():
+                    panel.set_message(f"spectrum failed:\n{exc}")
 
-            SPECTRA.request(layer, mode, ready, failed)
+            SPECTRA.request(self.runner, layer, mode, ready, failed, key=key)
 
     def spectrum_limits(self) -> dict[int, tuple[float, float]]:
         """Contrast limits of the Fourier slices per column index, matched."""

@@ -9,7 +9,10 @@
 :class:`SpectrumCache`
     central Fourier slices computed once per (layer, data, mode) and shared
     by all widgets (:data:`SPECTRA`). :meth:`SpectrumCache.request` computes
-    them in a napari thread worker and calls back on the GUI thread.
+    them in a thread worker of the calling widget's
+    :class:`~napari_dewedge.widgets._runner.TaskRunner` and calls back on the
+    GUI thread; two widgets asking for one spectrum at once share one
+    computation (the second worker waits for the first).
 
 Widget registry
     :func:`register_widget` / :func:`find_widget` let a widget find the
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from psygnal import Signal
 
@@ -157,7 +161,8 @@ class SpectrumCache:
 
     def __init__(self) -> None:
         self._entries: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-        self._pending: dict[tuple[int, int, str], dict] = {}
+        #: Computations in progress, by (id(data), mode): the threads asking for them meanwhile wait on these.
+        self._pending: dict[tuple[int, str], Future] = {}
         self._lock = threading.Lock()
         self.computations = 0
 
@@ -198,67 +203,65 @@ class SpectrumCache:
         return spectrum
 
     def get_or_compute(self, layer: Any, mode: str = "central", data: Any = None) -> SpectrumSlices:
-        """Cached spectrum, or compute and store it now (blocking; for workers)."""
+        """Cached spectrum, or compute and store it now (blocking; for workers).
+
+        A computation of the same data and mode already running in another
+        thread is waited for, not repeated."""
         data = self._data(layer) if data is None else data
         cached = self.get(layer, mode)
         if cached is not None:
             return cached
-        spectrum = self.compute(data, mode)
+        spectrum = self._compute_shared(data, mode)
         self.put(layer, data, mode, spectrum)
         return spectrum
 
+    def _compute_shared(self, data: Any, mode: str) -> SpectrumSlices:
+        key = (id(data), mode)  # the caller holds data: its id is stable meanwhile
+        with self._lock:
+            future = self._pending.get(key)
+            mine = future is None
+            if mine:
+                future = self._pending[key] = Future()
+        if not mine:
+            return future.result()
+        try:
+            spectrum = self.compute(data, mode)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(spectrum)
+            return spectrum
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+
     def request(
         self,
+        runner: Any,
         layer: Any,
         mode: str,
         on_ready: Callable[[SpectrumSlices], None],
         on_error: Callable[[BaseException], None] | None = None,
-    ) -> Any:
+        *,
+        key: Hashable = "spectrum",
+    ) -> int | None:
         """Get the spectrum of ``layer`` and pass it to ``on_ready`` on the GUI thread.
 
-        Cached: ``on_ready`` runs at once and None is returned. Otherwise a
-        thread worker computes it (one worker per layer, data and mode, shared
-        by every caller) and is returned. Callbacks of widgets deleted in the
-        meantime are skipped.
+        Cached: the task ``key`` of ``runner`` (a widget's
+        :class:`~napari_dewedge.widgets._runner.TaskRunner`) is cancelled,
+        ``on_ready`` runs at once and None is returned. Otherwise the spectrum
+        is computed (and cached) in a task ``key`` of ``runner``, superseding
+        the one before, and its id is returned; the runner calls back only
+        while its widget lives and only for its latest task of that key.
         """
         _check_mode(mode)
         cached = self.get(layer, mode)
         if cached is not None:
+            runner.cancel(key)
             on_ready(cached)
             return None
-        data = self._data(layer)
-        key = (id(layer), id(data), mode)
-        pending = self._pending.get(key)
-        if pending is not None:
-            pending["ready"].append(on_ready)
-            if on_error is not None:
-                pending["error"].append(on_error)
-            return pending["worker"]
-
-        from napari.qt.threading import create_worker
-
-        layer_ref = weakref.ref(layer)
-        worker = create_worker(self.compute, data, mode, _start_thread=False, _ignore_errors=True)
-        pending = {"worker": worker, "ready": [on_ready], "error": [] if on_error is None else [on_error]}
-        self._pending[key] = pending
-
-        def returned(spectrum: SpectrumSlices) -> None:
-            self._pending.pop(key, None)
-            live = layer_ref()
-            if live is not None:
-                self.put(live, data, mode, spectrum)
-            for cb in pending["ready"]:
-                _call_safely(cb, spectrum)
-
-        def errored(exc: BaseException) -> None:
-            self._pending.pop(key, None)
-            for cb in pending["error"]:
-                _call_safely(cb, exc)
-
-        worker.returned.connect(returned)
-        worker.errored.connect(errored)
-        worker.start()
-        return worker
+        return runner.run(self.get_or_compute, layer, mode, self._data(layer), key=key, on_result=on_ready, on_error=on_error)
 
     def clear(self) -> None:
         with self._lock:
@@ -268,24 +271,6 @@ class SpectrumCache:
 def _check_mode(mode: str) -> None:
     if mode not in SPECTRUM_MODES:
         raise ValueError(f"spectrum mode must be one of {tuple(SPECTRUM_MODES)}, got {mode!r}")
-
-
-def _call_safely(callback: Callable, *args: Any) -> None:
-    """Call a widget's callback unless the widget was deleted meanwhile."""
-    owner = getattr(callback, "__self__", None)
-    if owner is not None:
-        from .panels import is_alive
-
-        try:
-            if not is_alive(owner):
-                return
-        except TypeError:  # not a Qt object
-            pass
-    try:
-        callback(*args)
-    except RuntimeError as exc:  # the C++ side vanished during the call
-        if "deleted" not in str(exc):
-            raise
 
 
 #: The spectra of every layer in this process, shared by all widgets.
