@@ -83,15 +83,14 @@ def _wait_done(qtbot, widget, timeout=30_000):
 
 def test_build_config_from_preset_and_form_values():
     from napari_dewedge.core.training import PRESETS
-    from napari_dewedge.widgets.dewedge import DewedgeSettings, build_config, settings_for_preset
+    from napari_dewedge.widgets.dewedge import build_config, preset_values
 
-    quick = settings_for_preset("quick")
-    assert DewedgeSettings() == quick  # the form's defaults are the quick preset's
-    assert quick.subtomo_size == PRESETS["quick"]["subtomo_size"] and quick.steps == PRESETS["quick"]["steps"]
-    assert quick.unet_depth == PRESETS["quick"]["unet"]["depth"]
+    quick = preset_values("quick")
+    assert quick["subtomo_size"] == PRESETS["quick"]["subtomo_size"] and quick["steps"] == PRESETS["quick"]["steps"]
+    assert quick["unet_depth"] == PRESETS["quick"]["unet"]["depth"]
 
-    s = settings_for_preset("standard", steps=30, subtomo_size=16, unet_depth=2, unet_width=4, noise_scale=0.3,
-                            energy_objective="wgan-gp", seed=None, device="cpu", lambda_consistency=0.5)
+    s = preset_values("standard", steps=30, subtomo_size=16, unet_depth=2, unet_width=4, noise_scale=0.3,
+                      energy_objective="wgan-gp", seed=None, device="cpu", lambda_consistency=0.5)
     config = build_config(s)
     assert (config.steps, config.subtomo_size, config.noise_scale, config.seed) == (30, 16, 0.3, None)
     assert config.unet["depth"] == 2 and config.unet["width"] == 4
@@ -100,21 +99,26 @@ def test_build_config_from_preset_and_form_values():
     assert 1 <= config.preview_every <= 3  # at least ten previews per run
 
     with pytest.raises(ValueError, match="subtomo_size"):
-        build_config(settings_for_preset("quick", subtomo_size=18, unet_depth=2))
+        build_config(preset_values("quick", subtomo_size=18, unet_depth=2))
     with pytest.raises(ValueError, match="preset"):
-        settings_for_preset("fast")
+        preset_values("fast")
     with pytest.raises(ValueError, match="samples"):
-        build_config(settings_for_preset("quick", samples=0))
+        build_config(preset_values("quick", samples=0))
 
 
 # --------------------------------------------------------------------------- the widget
 
 
 def test_form_and_shared_wedge_state(viewer):
-    from napari_dewedge.widgets.dewedge import settings_for_preset
+    from napari_dewedge.widgets.dewedge import preset_values
     from napari_dewedge.widgets.state import get_wedge_state
 
+    from napari_dewedge.widgets.dewedge import DewedgeWidget
+
     source, _, geometry = _add_phantom(viewer)
+    fresh = DewedgeWidget(viewer)
+    viewer.window.add_dock_widget(fresh, name="fresh")
+    assert fresh.settings() == {**preset_values("quick"), "device": fresh.settings()["device"]}  # the quick preset
     widget = _widget(viewer)
     state = get_wedge_state(viewer)
     assert widget.state is state
@@ -128,11 +132,12 @@ def test_form_and_shared_wedge_state(viewer):
     assert widget.tilt_max_spin.value() == 48.0 and widget.axis_combo.currentText() == "x"
 
     widget.preset_combo.setCurrentText("standard")
-    standard = settings_for_preset("standard")
-    assert widget.settings().steps == standard.steps and widget.settings().subtomo_size == standard.subtomo_size
+    standard = preset_values("standard")
+    assert widget.settings()["steps"] == standard["steps"]
+    assert widget.settings()["subtomo_size"] == standard["subtomo_size"]
     widget.set_settings(noise_scale=None, seed=None, samples=3)
     s = widget.settings()
-    assert s.noise_scale is None and s.seed is None and s.samples == 3
+    assert s["noise_scale"] is None and s["seed"] is None and s["samples"] == 3
     devices = [widget.device_combo.itemText(i) for i in range(widget.device_combo.count())]
     assert devices[0] == "auto" and "cpu" in devices
     assert not widget.stop_button.isEnabled() and widget.dewedge_button.isEnabled()
@@ -262,7 +267,7 @@ def test_closing_the_viewer_during_a_run_ends_the_worker(viewer, qtbot):
     _add_phantom(viewer)
     widget = _widget(viewer, steps=100_000)
     widget.dewedge()
-    control = widget._jobs.control
+    control = widget._control
     qtbot.waitUntil(lambda: control.trainer is not None and control.trainer.step >= 1, timeout=30_000)
     trainer = control.trainer
 
@@ -384,3 +389,30 @@ def test_removing_the_tomogram_during_a_run_keeps_the_result_in_place(viewer, qt
     np.testing.assert_allclose(result.translate, TRANSLATE)
     assert result.metadata["ground_truth_layer"] == "sphere truth"
     assert widget.compare() is None and "no longer in the viewer" in errors[-1]  # nothing to compare with
+
+
+def test_training_on_several_layers_and_halves(viewer, qtbot, errors):
+    """The Dataset box: more tomograms and the chosen one's even/odd halves go into one model."""
+    source, _, geometry = _add_phantom(viewer)
+    other = viewer.add_image(np.asarray(source.data)[::-1].copy(), name="second", scale=SCALE,
+                             metadata={"wedge": WedgeGeometry(-45, 50).to_dict()})
+    even = viewer.add_image(np.asarray(source.data) * 1.01, name="sphere even", scale=SCALE)
+    odd = viewer.add_image(np.asarray(source.data) * 0.99, name="sphere odd", scale=SCALE)
+    widget = _widget(viewer, steps=3)
+    widget.layer_picker.set_layer(source)
+    offered = [widget.more_list.item(i).text() for i in range(widget.more_list.count())]
+    assert "sphere" not in offered and {"second", "sphere even", "sphere odd"} <= set(offered)
+    widget.set_dataset(more=[other], even=even, odd=odd)
+    plan = widget.plan_label.text()
+    assert "sphere:" in plan and "second:" in plan and "halves sphere even / sphere odd" in plan
+    widget.dewedge()
+    _wait_done(qtbot, widget)
+    assert errors == [] and widget.last_failure is None
+    sources = widget.model.training["sources"]
+    assert [s["name"] for s in sources] == ["sphere", "second"]
+    assert sources[0]["halves"] is True and sources[1]["halves"] is False
+    assert WedgeGeometry.from_dict(sources[1]["wedge"]) == WedgeGeometry(-45, 50)  # its own recorded wedge
+    assert widget.result_layer is not None and widget.result_layer.data.shape == source.data.shape
+
+    widget.set_dataset(even=even)  # one half alone is refused with a message
+    assert widget.dewedge() is None and "both halves" in errors[-1]

@@ -21,14 +21,11 @@ import copy
 import math
 import time
 import traceback
-import weakref
-from collections import deque
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -37,6 +34,8 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QMenu,
     QPushButton,
     QSizePolicy,
@@ -46,8 +45,10 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import pipeline
-from ..core.layers import LayerFrame, LayerRef, Provenance, Role, geometry_of, layer_source, role_of
+from ..core.layers import LayerFrame, LayerRef, Provenance, Role, geometry_of, layer_source, role_of, same_layer
 from ..core.wedge import WedgeGeometry
+from ._runner import TaskRunner
+from ._settings_form import FORM_EXCLUDED, SettingsForm
 from .panels import LayerPicker, is_alive, is_volume_layer, volume_of
 from .state import get_wedge_state, register_widget
 
@@ -59,15 +60,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PRESET_NAMES",
-    "ENERGY_OBJECTIVES",
-    "DewedgeSettings",
-    "settings_for_preset",
+    "form_settings",
+    "preset_values",
     "build_config",
     "DewedgeWidget",
 ]
 
 PRESET_NAMES = ("quick", "standard", "thorough")
-ENERGY_OBJECTIVES = ("gan", "wgan-gp")
 #: Losses drawn in the live plot (others, e.g. the noise scale drawn per step, are not losses).
 PLOTTED_LOSSES = ("generator", "fidelity", "consistency", "energy", "energy_net")
 #: Interval (ms) of the GUI refresh (status, progress bar, plot, preview).
@@ -80,101 +79,59 @@ MRC_FILTER = "MRC (*.mrc *.rec *.map);;All files (*)"
 
 
 # --------------------------------------------------------------------------------------
-# Settings
+# Settings: the schema's, plus the preset and the number of samples K
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class DewedgeSettings:
-    """The values of the widget's form (plain data).
+def form_settings() -> list:
+    """The schema settings the form shows (everyday ones first, then the advanced ones)."""
+    from ..core.training import settings_schema
 
-    ``noise_scale=None`` lets the trainer estimate it from the data and
-    ``seed=None`` draws a random seed; ``samples`` is the number K of noisy
-    predictions averaged at inference (K > 1 also gives the uncertainty map).
+    return [s for s in settings_schema() if s.name not in FORM_EXCLUDED]
+
+
+def preset_values(name: str, **changes: Any) -> dict[str, Any]:
+    """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``.
+
+    Keys are the schema's setting names, plus ``preset`` and ``samples`` (K).
     """
-
-    preset: str = "quick"
-    subtomo_size: int = 32
-    n_subtomos: int = 64
-    steps: int = 480
-    batch_size: int = 4
-    lambda_consistency: float = 1.0
-    noise_scale: float | None = None
-    energy_objective: str = "wgan-gp"
-    device: str = "auto"
-    seed: int | None = 0
-    samples: int = 1
-    unet_depth: int = 2
-    unet_width: int = 8
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def settings_for_preset(name: str, **changes: Any) -> DewedgeSettings:
-    """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``."""
     from ..core.training import PRESETS, TrainingConfig
 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = TrainingConfig.preset(name)
-    values = DewedgeSettings(
-        preset=name,
-        subtomo_size=config.subtomo_size,
-        n_subtomos=config.n_subtomos,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lambda_consistency=config.lambda_consistency,
-        noise_scale=config.noise_scale,
-        energy_objective=config.energy_objective,
-        device=config.device,
-        seed=config.seed,
-        unet_depth=int(config.unet.get("depth", 3)),
-        unet_width=int(config.unet.get("width", 16)),
-    )
-    for key, value in changes.items():
-        if not hasattr(values, key):
+    values: dict[str, Any] = {"preset": name, "samples": 1}
+    values.update({s.name: s.value_in(config) for s in form_settings()})
+    for key in changes:
+        if key not in values:
             raise ValueError(f"unknown dewedge setting {key!r}")
-        setattr(values, key, value)
+    values.update(changes)
     return values
 
 
-def build_config(settings: DewedgeSettings) -> "TrainingConfig":
+def build_config(values: dict[str, Any]) -> "TrainingConfig":
     """The :class:`~napari_dewedge.core.training.TrainingConfig` of the form values.
 
-    The preset gives everything the form does not show (learning rate,
-    energy network width...). Previews come every ``preset.preview_every``
-    steps, but at least ten times per run. Raises ``ValueError`` with the
-    trainer's message for invalid combinations (e.g. a subtomogram size that
-    the U-Net depth does not allow). The CPU threads of a run are the
-    pipeline's business (:func:`~napari_dewedge.core.pipeline.gui_cpu_threads`).
+    The preset gives everything the form does not show. Previews come every
+    ``preset.preview_every`` steps, but at least ten times per run. Raises
+    ``ValueError`` with the trainer's message for invalid combinations (e.g.
+    a subtomogram size that the U-Net depth does not allow).
     """
-    from ..core.training import PRESETS, TrainingConfig
+    from ..core.training import PRESETS, TrainingConfig, config_overrides
 
-    if settings.preset not in PRESETS:
-        raise ValueError(f"unknown preset {settings.preset!r}; choose one of {sorted(PRESETS)}")
-    if settings.energy_objective not in ENERGY_OBJECTIVES:
-        raise ValueError(f"energy objective must be one of {ENERGY_OBJECTIVES}, got {settings.energy_objective!r}")
-    if int(settings.samples) < 1:
-        raise ValueError(f"number of samples K must be >= 1, got {settings.samples}")
-    steps = int(settings.steps)
-    preset_preview = int(PRESETS[settings.preset].get("preview_every", 50))
-    preview_every = max(1, min(preset_preview, steps // 10))
-    return TrainingConfig.preset(
-        settings.preset,
-        subtomo_size=int(settings.subtomo_size),
-        n_subtomos=int(settings.n_subtomos),
-        steps=steps,
-        batch_size=int(settings.batch_size),
-        lambda_consistency=float(settings.lambda_consistency),
-        noise_scale=None if settings.noise_scale is None else float(settings.noise_scale),
-        energy_objective=settings.energy_objective,
-        device=str(settings.device),
-        seed=None if settings.seed is None else int(settings.seed),
-        unet={"depth": int(settings.unet_depth), "width": int(settings.unet_width)},
-        preview_every=preview_every,
-        checkpoint_every_s=None,
-    )
+    preset = values.get("preset", "quick")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if int(values.get("samples", 1)) < 1:
+        raise ValueError(f"number of samples K must be >= 1, got {values.get('samples')}")
+    overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples")})
+    for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch"):  # None is a value here
+        if key in values and values[key] is None:
+            overrides[key] = None
+    steps = int(overrides.get("steps", PRESETS[preset]["steps"]))
+    preview_every = int(PRESETS[preset].get("preview_every", 50))
+    return TrainingConfig.preset(preset, **overrides, preview_every=max(1, min(preview_every, steps // 10)),
+                                 checkpoint_every_s=None)
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -191,22 +148,13 @@ def _format_seconds(seconds: float | None) -> str:
 # --------------------------------------------------------------------------------------
 
 
-class _JobHolder:
-    """The running job's control and worker, reachable without the widget (for shutdown hooks)."""
-
-    def __init__(self) -> None:
-        self.control: pipeline.JobControl | None = None
-        self.worker: Any = None
-
-    def shutdown(self) -> None:
-        control, worker = self.control, self.worker
-        if control is not None:
-            control.request_stop()
-        if worker is not None:
-            try:
-                worker.quit()
-            except RuntimeError:  # the worker's Qt side is gone already
-                pass
+def _progress_of(item: Any) -> int | None:
+    """Where the progress bar stands after a job event: the step, then the tiles done."""
+    if item.kind == "training":
+        return int(item.event.step)
+    if item.kind == "applying":
+        return int(item.event.done_tiles)
+    return None
 
 
 def _not_our_output(layer: Any) -> bool:
@@ -241,42 +189,32 @@ class DewedgeWidget(QWidget):
 
         self.model: TrainedModel | None = None
         self.model_path: str | None = None
-        self.worker: Any = None
         self.last_failure: pipeline.Failure | None = None
         self.last_outcome: pipeline.Outcome | None = None
-        self._jobs = _JobHolder()
+        self.runner = TaskRunner(self, napari_viewer)
+        self.runner.finished.connect(self._handle_finished)
+        self._control: pipeline.JobControl | None = None
         self._job: dict[str, Any] = {}
         self._latest_training: Any = None
         self._latest_inference: Any = None
         self._latest_preview: tuple[np.ndarray, Any] | None = None
-        self._progress: Any = None
         self._progress_phase: str | None = None
-        self._queue: deque[tuple[str, Any]] = deque()
         self._preview_shown = 0.0
         self._plot_shown = 0.0
-        self._dispatching = False
         self._syncing = False
         self._closing = False
         self._result_ref: Any = None
         self._uncertainty_ref: Any = None
         self._preview_ref: Any = None
-        self._window_filtered: Any = None
         self._last_source_ref: Any = None
         self._result_model: Any = None
 
         self._build()
-        self._apply_settings(settings_for_preset("quick"))
+        self.set_settings(preset_values("quick"))
         self.state.changed.connect(self._on_state_changed)
         self._sync_wedge(self.state.geometry)
         self._on_layer_changed(self.layer_picker.layer())
 
-        self._timer = QTimer(self)
-        self._timer.setInterval(GUI_REFRESH_MS)
-        self._timer.timeout.connect(self._refresh)
-
-        jobs = self._jobs
-        self.destroyed.connect(lambda *_: jobs.shutdown())
-        self._watch_window()
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._update_buttons()
 
@@ -320,62 +258,56 @@ class DewedgeWidget(QWidget):
         form.addRow("Wedge", wedge_row)
         form.addRow("Preset", self.preset_combo)
 
-        # advanced settings
-        self.subtomo_spin = self._int(8, 512, 8, "Edge of the training subtomograms (voxels)")
-        self.count_spin = self._int(1, 100_000, 16, "Subtomograms drawn per epoch")
-        self.steps_spin = self._int(1, 10_000_000, 100, "Training steps")
-        self.batch_spin = self._int(1, 512, 1, "Subtomograms per step")
-        self.lambda_spin = self._double(
-            0.0, 1000.0, 0.1, 2, "", "Weight of the consistency loss (decays after the first epoch)"
-        )
-        self.noise_spin = self._double(0.0, 10.0, 0.05, 2, "", "Input noise scale in units of the tomogram's std")
-        self.noise_spin.setSpecialValueText("auto (estimated)")
-        self.objective_combo = QComboBox()
-        self.objective_combo.addItems(list(ENERGY_OBJECTIVES))
-        self.objective_combo.setToolTip(
-            "gan: logistic energy; wgan-gp: Wasserstein with gradient penalty (more stable)"
-        )
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", *self._devices()])
-        self.device_combo.setToolTip("Where to compute: auto picks a GPU when there is one")
-        self.seed_spin = self._int(-1, 2**31 - 1, 1, "Random seed (same seed, same result on the CPU)")
-        self.seed_spin.setSpecialValueText("random")
-        self.samples_spin = self._int(
-            1, 64, 1, "Predictions with different input noise averaged; K > 1 also gives an uncertainty map"
-        )
-        self.depth_spin = self._int(1, 6, 1, "U-Net depth (levels)")
-        self.width_spin = self._int(1, 256, 4, "U-Net width (channels of the first level)")
+        # more tomograms of the same acquisition, and even/odd halves
+        self.more_list = QListWidget()
+        self.more_list.setToolTip("Train one model on these tomograms too (same acquisition); the result is "
+                                  "applied to each")
+        self.more_list.setMaximumHeight(72)
+        self.more_list.itemChanged.connect(lambda *_: self._update_plan())
+        self.even_combo, self.odd_combo = QComboBox(), QComboBox()
+        for combo, what in ((self.even_combo, "even"), (self.odd_combo, "odd")):
+            combo.setToolTip(f"The {what} half tomogram of the chosen tomogram (from the tilt series' "
+                             f"{what} images): the network then never learns its own noise")
+            combo.currentIndexChanged.connect(lambda *_: self._update_plan())
+        halves = QHBoxLayout()
+        halves.addWidget(QLabel("even"))
+        halves.addWidget(self.even_combo, 1)
+        halves.addWidget(QLabel("odd"))
+        halves.addWidget(self.odd_combo, 1)
+        self.plan_label = QLabel("")
+        self.plan_label.setWordWrap(True)
+        data_box = QWidget()
+        data_form = QFormLayout(data_box)
+        data_form.addRow("Also train on", self.more_list)
+        data_form.addRow("Halves", halves)
+        data_form.addRow(self.plan_label)
+        self.dataset_box = QCollapsible("Dataset")
+        self.dataset_box.addWidget(data_box)
+        self.dataset_box.collapse(animate=False)
+        self.viewer.layers.events.inserted.connect(self._refresh_layer_lists)
+        self.viewer.layers.events.removed.connect(self._refresh_layer_lists)
 
-        adv = QFormLayout()
-        adv.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        grid = QGridLayout()
-        grid.addWidget(QLabel("size"), 0, 0)
-        grid.addWidget(self.subtomo_spin, 0, 1)
-        grid.addWidget(QLabel("count"), 0, 2)
-        grid.addWidget(self.count_spin, 0, 3)
-        adv.addRow("Subtomograms", grid)
-        grid = QGridLayout()
-        grid.addWidget(self.steps_spin, 0, 0)
-        grid.addWidget(QLabel("batch"), 0, 1)
-        grid.addWidget(self.batch_spin, 0, 2)
-        adv.addRow("Steps", grid)
-        adv.addRow("Lambda", self.lambda_spin)
-        adv.addRow("Noise scale", self.noise_spin)
-        adv.addRow("Energy", self.objective_combo)
-        grid = QGridLayout()
-        grid.addWidget(QLabel("depth"), 0, 0)
-        grid.addWidget(self.depth_spin, 0, 1)
-        grid.addWidget(QLabel("width"), 0, 2)
-        grid.addWidget(self.width_spin, 0, 3)
-        adv.addRow("U-Net", grid)
-        adv.addRow("Device", self.device_combo)
-        adv.addRow("Seed", self.seed_spin)
-        adv.addRow("Samples K", self.samples_spin)
+        # settings: built from TrainingConfig's schema
+        settings = form_settings()
+        self.form = SettingsForm([s for s in settings if not s.advanced], self._devices())
+        self.expert_form = SettingsForm([s for s in settings if s.advanced])
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(1, 64)
+        self.samples_spin.setToolTip("Predictions with different input noise averaged; K > 1 also gives an "
+                                     "uncertainty map")
+        self.form.layout().addRow("Samples K", self.samples_spin)
         adv_box = QWidget()
-        adv_box.setLayout(adv)
+        adv_layout = QVBoxLayout(adv_box)
+        adv_layout.setContentsMargins(0, 0, 0, 0)
+        adv_layout.addWidget(self.form)
+        self.expert = QCollapsible("More settings")
+        self.expert.addWidget(self.expert_form)
+        self.expert.collapse(animate=False)
+        adv_layout.addWidget(self.expert)
         self.advanced = QCollapsible("Advanced settings")
         self.advanced.addWidget(adv_box)
         self.advanced.collapse(animate=False)
+        self.device_combo = self.form.controls["device"]
 
         # buttons
         self.dewedge_button = QPushButton("Dewedge")
@@ -415,21 +347,13 @@ class DewedgeWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.dataset_box)
         layout.addWidget(self.advanced)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.model_label)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
-
-    @staticmethod
-    def _int(lo: int, hi: int, step: int, tip: str) -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(lo, hi)
-        spin.setSingleStep(step)
-        spin.setToolTip(tip)
-        spin.setKeyboardTracking(False)
-        return spin
 
     @staticmethod
     def _double(lo: float, hi: float, step: float, decimals: int, suffix: str, tip: str) -> QDoubleSpinBox:
@@ -454,53 +378,26 @@ class DewedgeWidget(QWidget):
 
     # ------------------------------------------------------------------ settings
 
-    def settings(self) -> DewedgeSettings:
-        """The form's current values."""
-        noise = float(self.noise_spin.value())
-        seed = int(self.seed_spin.value())
-        return DewedgeSettings(
-            preset=self.preset_combo.currentText(),
-            subtomo_size=int(self.subtomo_spin.value()),
-            n_subtomos=int(self.count_spin.value()),
-            steps=int(self.steps_spin.value()),
-            batch_size=int(self.batch_spin.value()),
-            lambda_consistency=float(self.lambda_spin.value()),
-            noise_scale=None if noise <= self.noise_spin.minimum() else noise,
-            energy_objective=self.objective_combo.currentText(),
-            device=self.device_combo.currentText(),
-            seed=None if seed < 0 else seed,
-            samples=int(self.samples_spin.value()),
-            unet_depth=int(self.depth_spin.value()),
-            unet_width=int(self.width_spin.value()),
-        )
+    def settings(self) -> dict[str, Any]:
+        """The form's current values: the schema's settings, ``preset`` and ``samples``."""
+        return {"preset": self.preset_combo.currentText(), "samples": int(self.samples_spin.value()),
+                **self.form.values(), **self.expert_form.values()}
 
-    def set_settings(self, settings: DewedgeSettings | None = None, **changes: Any) -> None:
-        """Fill the form (all of ``settings`` and/or single fields by name)."""
-        values = copy.copy(settings) if settings is not None else self.settings()
-        for key, value in changes.items():
-            if not hasattr(values, key):
-                raise ValueError(f"unknown dewedge setting {key!r}")
-            setattr(values, key, value)
-        self._apply_settings(values)
-
-    def _apply_settings(self, s: DewedgeSettings) -> None:
+    def set_settings(self, values: dict[str, Any] | None = None, **changes: Any) -> None:
+        """Fill the form (all of ``values`` and/or single settings by name)."""
+        values = {**(values or {}), **changes}
+        known = set(self.settings())
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown dewedge setting(s) {unknown}")
         self._syncing = True
         try:
-            self.preset_combo.setCurrentText(s.preset)
-            self.subtomo_spin.setValue(int(s.subtomo_size))
-            self.count_spin.setValue(int(s.n_subtomos))
-            self.steps_spin.setValue(int(s.steps))
-            self.batch_spin.setValue(int(s.batch_size))
-            self.lambda_spin.setValue(float(s.lambda_consistency))
-            self.noise_spin.setValue(self.noise_spin.minimum() if s.noise_scale is None else float(s.noise_scale))
-            self.objective_combo.setCurrentText(s.energy_objective)
-            if self.device_combo.findText(s.device) < 0:
-                self.device_combo.addItem(s.device)
-            self.device_combo.setCurrentText(s.device)
-            self.seed_spin.setValue(-1 if s.seed is None else int(s.seed))
-            self.samples_spin.setValue(int(s.samples))
-            self.depth_spin.setValue(int(s.unet_depth))
-            self.width_spin.setValue(int(s.unet_width))
+            if "preset" in values:
+                self.preset_combo.setCurrentText(values["preset"])
+            if "samples" in values:
+                self.samples_spin.setValue(int(values["samples"]))
+            self.form.set_values(values)
+            self.expert_form.set_values(values)
         finally:
             self._syncing = False
 
@@ -508,9 +405,8 @@ class DewedgeWidget(QWidget):
         if self._syncing or name not in PRESET_NAMES:
             return
         current = self.settings()
-        self._apply_settings(
-            settings_for_preset(name, device=current.device, samples=current.samples, seed=current.seed)
-        )
+        self.set_settings(preset_values(name, device=current["device"], samples=current["samples"],
+                                        seed=current["seed"]))
 
     # ------------------------------------------------------------------ wedge <-> shared state
 
@@ -546,6 +442,7 @@ class DewedgeWidget(QWidget):
             self._update_buttons()
 
     def _on_layer_changed(self, layer: Any) -> None:
+        self._refresh_layer_lists()
         if layer is not None and self.state.origin in ("default", "metadata"):
             geometry = geometry_of(layer)
             if geometry is not None:
@@ -557,7 +454,7 @@ class DewedgeWidget(QWidget):
     @property
     def is_running(self) -> bool:
         """True while a job runs."""
-        return self.worker is not None
+        return self.runner.busy("job")
 
     @property
     def result_layer(self) -> Any:
@@ -606,33 +503,124 @@ class DewedgeWidget(QWidget):
     # ------------------------------------------------------------------ actions
 
     def dewedge(self) -> Any:
-        """Train on the chosen layer and apply the model to it. Returns the worker (None if it could not start)."""
+        """Train on the chosen layer (and the dataset's other layers and halves) and apply the
+        model to it. Returns the task id (None if it could not start)."""
         layer = self._checked_layer()
         if layer is None:
             return None
         settings = self.settings()
         try:
             config = build_config(settings)
+            data = self._dataset(layer)
         except ValueError as exc:
             return self._refuse(f"Invalid settings: {exc}")
-        geometry = self.geometry
         name, path = layer_source(layer)
-        frame = LayerFrame.of(layer)
-        control = pipeline.JobControl()
-        job = {"kind": "train", "layer": LayerRef(layer), "name": name, "path": path, "geometry": geometry,
+        job = {"kind": "train", "layer": LayerRef(layer), "name": name, "path": path, "geometry": data[0].geometry,
                "config": config, "settings": settings, "started": time.monotonic()}
-        train_spec = pipeline.TrainSpec(geometry, config, voxel_size=frame.voxel_size, source=path or name)
-        apply_spec = pipeline.ApplySpec(samples=settings.samples, device=config.device, seed=config.seed)
+        train_spec = pipeline.TrainSpec(data[0].geometry, config, source=path or name)
+        apply_spec = pipeline.ApplySpec(samples=settings["samples"], device=config.device, seed=config.seed)
+        others = f" and {len(data) - 1} more tomogram(s)" if len(data) > 1 else ""
         return self._start(
             pipeline.train_and_apply,
-            (volume_of(layer), train_spec, apply_spec, control),
-            {"cpu_threads": pipeline.gui_cpu_threads()},
-            control,
+            (data, train_spec, apply_spec),
             job,
             total=config.steps,
             desc=f"Dewedge {name}: training",
-            status=f"Preparing the training on {name} ({settings.preset}, {config.steps} steps)\u2026",
+            status=f"Preparing the training on {name}{others} ({settings['preset']}, {config.steps} steps)\u2026",
         )
+
+    # ------------------------------------------------------------------ the dataset
+
+    def _volume_layers(self) -> list:
+        return [lay for lay in self.viewer.layers if _not_our_output(lay)]
+
+    def _refresh_layer_lists(self, *_: Any) -> None:
+        """Offer the viewer's other 3D layers as more tomograms and as halves."""
+        if not is_alive(self):
+            return
+        chosen = self.layer_picker.layer()
+        checked = {self.more_list.item(i).text() for i in range(self.more_list.count())
+                   if self.more_list.item(i).checkState() == Qt.CheckState.Checked}
+        halves = (self.even_combo.currentText(), self.odd_combo.currentText())
+        self._syncing = True
+        try:
+            self.more_list.clear()
+            for combo in (self.even_combo, self.odd_combo):
+                combo.clear()
+                combo.addItem("none")
+            for lay in self._volume_layers():
+                if same_layer(lay, chosen):
+                    continue
+                item = QListWidgetItem(lay.name)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if lay.name in checked else Qt.CheckState.Unchecked)
+                self.more_list.addItem(item)
+                for combo in (self.even_combo, self.odd_combo):
+                    combo.addItem(lay.name)
+            for combo, text in zip((self.even_combo, self.odd_combo), halves):
+                combo.setCurrentText(text if combo.findText(text) >= 0 else "none")
+        finally:
+            self._syncing = False
+        self._update_plan()
+
+    def set_dataset(self, more: list | tuple = (), even: Any = None, odd: Any = None) -> None:
+        """Choose the dataset's other tomograms and the chosen tomogram's halves (layers or names)."""
+        self._refresh_layer_lists()
+        names = {getattr(m, "name", m) for m in more}
+        for i in range(self.more_list.count()):
+            item = self.more_list.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.text() in names else Qt.CheckState.Unchecked)
+        self.even_combo.setCurrentText(getattr(even, "name", even) or "none")
+        self.odd_combo.setCurrentText(getattr(odd, "name", odd) or "none")
+        self._update_plan()
+
+    def _named_layer(self, name: str) -> Any:
+        return next((lay for lay in self._volume_layers() if lay.name == name), None)
+
+    def _chosen(self) -> tuple[list, Any, Any]:
+        more = [self._named_layer(self.more_list.item(i).text()) for i in range(self.more_list.count())
+                if self.more_list.item(i).checkState() == Qt.CheckState.Checked]
+        even, odd = (self._named_layer(c.currentText()) if c.currentText() != "none" else None
+                     for c in (self.even_combo, self.odd_combo))
+        return [m for m in more if m is not None], even, odd
+
+    def _dataset(self, layer: Any) -> list:
+        """The tomograms to train on: the chosen layer (with its halves) first, then the others.
+        Each gets its recorded wedge, else the viewer's wedge."""
+        from ..core.dataset import TomogramData, check_voxel_sizes
+
+        more, even, odd = self._chosen()
+        if (even is None) != (odd is None):
+            raise ValueError("choose both halves (even and odd) or neither")
+        data = []
+        for index, lay in enumerate([layer, *more]):
+            frame = LayerFrame.of(lay)
+            geometry = self.geometry if index == 0 else (geometry_of(lay) or self.geometry)
+            halves = {"even": volume_of(even), "odd": volume_of(odd)} if index == 0 and even is not None else {}
+            data.append(TomogramData(volume_of(lay), geometry, lay.name, frame.voxel_size, **halves))
+        sizes = [(d.name, d.voxel_size[2]) for d in data if d.voxel_size is not None]
+        if len(sizes) == len(data):
+            check_voxel_sizes(sizes)
+        return data
+
+    def _update_plan(self) -> None:
+        """Say how many subtomograms of an epoch each tomogram gives (in proportion to its volume)."""
+        if self._syncing or not is_alive(self):
+            return
+        from ..core.training.sampling import pool_counts
+
+        layer = self.layer_picker.layer()
+        more, even, odd = self._chosen()
+        if layer is None or not more and even is None:
+            self.plan_label.setText("One tomogram: the chosen one." if layer is not None else "")
+            return
+        layers = [layer, *more]
+        counts = pool_counts([int(np.prod(volume_of(lay).shape)) for lay in layers],
+                             int(self.form.values().get("n_subtomos") or 1))
+        parts = [f"{lay.name}: {n}" for lay, n in zip(layers, counts)]
+        halves = f"; halves {even.name} / {odd.name} of {layer.name}" if even is not None and odd is not None else ""
+        self.plan_label.setText("Subtomograms per epoch (by volume, before masking empty regions): "
+                                + ", ".join(parts) + halves)
 
     def apply_model(self, path: str | Path | None = None, *, use_current: bool = False) -> Any:
         """Apply a model to the chosen layer: the model file at ``path`` (asked for
@@ -653,17 +641,14 @@ class DewedgeWidget(QWidget):
             model = model_path = str(path)
         settings = self.settings()
         name, src_path = layer_source(layer)
-        control = pipeline.JobControl()
         job = {"kind": "apply", "layer": LayerRef(layer), "name": name, "path": src_path,
                "geometry": getattr(model, "geometry", self.geometry), "config": None, "settings": settings,
                "model_path": model_path, "started": time.monotonic()}
-        spec = pipeline.ApplySpec(samples=settings.samples, device=settings.device, seed=settings.seed,
+        spec = pipeline.ApplySpec(samples=settings["samples"], device=settings["device"], seed=settings["seed"],
                                   geometry=self.geometry)
         return self._start(
             pipeline.apply,
-            (model, volume_of(layer), spec, control),
-            {"cpu_threads": pipeline.gui_cpu_threads()},
-            control,
+            (model, volume_of(layer), spec),
             job,
             total=0,
             desc=f"Dewedge {name}: applying",
@@ -722,8 +707,8 @@ class DewedgeWidget(QWidget):
 
     def stop(self) -> None:
         """Stop the running job at the next step (training) or tile batch (inference)."""
-        control = self._jobs.control
-        if control is None:
+        control = self._control
+        if control is None or not self.is_running:
             return
         control.request_stop()
         self._set_status("Stopping after the current step\u2026")
@@ -788,10 +773,7 @@ class DewedgeWidget(QWidget):
 
     # ------------------------------------------------------------------ running a job
 
-    def _start(self, func: Any, args: tuple, kwargs: dict, control: pipeline.JobControl, job: dict, *,
-               total: int, desc: str, status: str) -> Any:
-        from napari.qt.threading import create_worker
-
+    def _start(self, func: Any, args: tuple, job: dict, *, total: int, desc: str, status: str) -> Any:
         self.last_failure = None
         self.last_outcome = None
         source = job["layer"]()
@@ -806,65 +788,27 @@ class DewedgeWidget(QWidget):
             self.plot.clear()
             self.plot.redraw(force=True)
         self._preview_shown = self._plot_shown = 0.0
-        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(lambda w=worker: self._on_finished(w))
-        self.worker = worker
-        self._jobs.control = control
-        self._jobs.worker = worker
-        self._open_progress(total, desc, job["kind"])
+        control = self._control = pipeline.JobControl()
+        self._progress_phase = job["kind"]
+        task = self.runner.run(func, *args, control, key="job", cpu_threads=pipeline.gui_cpu_threads(),
+                               on_yield=self._on_items, on_error=self._handle_errored,
+                               on_cancel=control.request_stop, throttle_s=GUI_REFRESH_MS / 1000,
+                               progress=(total, desc), progress_of=_progress_of)
         self._set_status(status)
         self._update_buttons()
-        self._timer.start()
-        worker.start()
-        return worker
+        return task
 
-    def _open_progress(self, total: int, desc: str, phase: str) -> None:
-        from napari.utils import progress
+    @property
+    def _progress(self) -> Any:
+        """The running job's napari progress bar (None when no job runs)."""
+        return self.runner.progress_bar("job")
 
-        self._close_progress()
-        self._progress = progress(total=total, desc=desc)
-        self._progress_phase = phase
-
-    def _close_progress(self) -> None:
-        pbar, self._progress = self._progress, None
-        self._progress_phase = None
-        if pbar is not None:
-            try:
-                pbar.close()
-            except Exception:  # noqa: BLE001 - already closed
-                pass
-
-    # Everything the worker sends, and the refresh ticks, go through one queue
-    # handled in order: adding a layer may process pending events (a nested
-    # event loop), which must not run one handler in the middle of another.
-
-    def _post(self, kind: str, payload: Any = None) -> None:
-        self._queue.append((kind, payload))
-        if self._dispatching:
-            return
-        self._dispatching = True
-        try:
-            while self._queue:
-                kind, payload = self._queue.popleft()
-                handler = {"item": self._handle_item, "refresh": self._handle_refresh,
-                           "finished": self._handle_finished, "errored": self._handle_errored}[kind]
-                handler(payload)
-        finally:
-            self._dispatching = False
-
-    def _on_yielded(self, item: Any) -> None:
-        self._post("item", item)
-
-    def _refresh(self) -> None:
-        self._post("refresh")
-
-    def _on_errored(self, exc: BaseException) -> None:
-        self._post("errored", exc)
-
-    def _on_finished(self, worker: Any) -> None:
-        self._post("finished", worker)
+    def _on_items(self, items: list) -> None:
+        """The job's events since the last delivery (a few times per second, in order)."""
+        for item in items:
+            self._handle_item(item)
+        if self.is_running:
+            self._handle_refresh()
 
     def _handle_item(self, item: Any) -> None:
         """Record a job's item (cheap); :meth:`_handle_refresh` shows it."""
@@ -910,9 +854,6 @@ class DewedgeWidget(QWidget):
             self._plot_shown = now
 
     def _show_training(self, event: Any) -> None:
-        pbar = self._progress
-        if pbar is not None and event.step != pbar.n:
-            pbar.update(max(0, int(event.step) - int(pbar.n)))
         if event.step == 0:
             text = "Training: " + (event.message or "starting")
         else:
@@ -927,12 +868,11 @@ class DewedgeWidget(QWidget):
         self._set_status(text)
 
     def _show_inference(self, event: Any) -> None:
-        if self._progress_phase != "apply":
-            self._open_progress(int(event.total_tiles), f"Dewedge {self._job.get('name', '')}: applying", "apply")
         pbar = self._progress
-        if pbar is not None:
-            if event.done_tiles != pbar.n:
-                pbar.update(max(0, int(event.done_tiles) - int(pbar.n)))
+        if self._progress_phase != "apply" and pbar is not None:  # the bar now counts tiles
+            self._progress_phase = "apply"
+            pbar.total = int(event.total_tiles)
+            pbar.set_description(f"Dewedge {self._job.get('name', '')}: applying")
         sample = f", sample {event.sample}/{event.samples}" if event.samples > 1 else ""
         self._set_status(
             f"Applying the model: {event.done_tiles}/{event.total_tiles} tiles{sample} \u00b7 "
@@ -1024,16 +964,11 @@ class DewedgeWidget(QWidget):
         self._fail(pipeline.Failure(pipeline.describe_error(exc, "running"),
                                     "".join(traceback.format_exception(exc)), "running", exc))
 
-    def _handle_finished(self, worker: Any) -> None:
-        if worker is not self.worker:
+    def _handle_finished(self, key: Any) -> None:
+        if key != "job" or not is_alive(self):
             return
-        self.worker = None
-        self._jobs.control = None
-        self._jobs.worker = None
-        self._close_progress()
-        if not is_alive(self):
-            return
-        self._timer.stop()
+        self._control = None
+        self._progress_phase = None
         if self._closing:
             return
         if self.last_outcome is None and self.last_failure is None:
@@ -1090,29 +1025,10 @@ class DewedgeWidget(QWidget):
 
     # ------------------------------------------------------------------ closing
 
-    def _watch_window(self) -> None:
-        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
-        if isinstance(window, QObject):
-            window.installEventFilter(self)
-            self._window_filtered = weakref.ref(window)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Type.Close and self._window_filtered is not None and obj is self._window_filtered():
-            QTimer.singleShot(0, self._after_window_close)
-        return super().eventFilter(obj, event)
-
-    def _after_window_close(self) -> None:
-        window = self._window_filtered() if self._window_filtered is not None else None
-        if window is None or not is_alive(window) or not window.isVisible():
-            self.shutdown()
-
     def shutdown(self) -> None:
         """End any running job (the viewer or the widget is closing); no result is added."""
         self._closing = True
-        self._jobs.shutdown()
-        if is_alive(self):
-            self._timer.stop()
-        self._close_progress()
+        self.runner.shutdown()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
         """Closing the widget stops a running job (the model trained so far is kept)."""
