@@ -400,10 +400,10 @@ def test_training_on_several_layers_and_halves(viewer, qtbot, errors):
     odd = viewer.add_image(np.asarray(source.data) * 0.99, name="sphere odd", scale=SCALE)
     widget = _widget(viewer, steps=3)
     widget.layer_picker.set_layer(source)
-    offered = [widget.more_list.item(i).text() for i in range(widget.more_list.count())]
+    offered = [widget.dataset.more_list.item(i).text() for i in range(widget.dataset.more_list.count())]
     assert "sphere" not in offered and {"second", "sphere even", "sphere odd"} <= set(offered)
     widget.set_dataset(more=[other], even=even, odd=odd)
-    plan = widget.plan_label.text()
+    plan = widget.dataset.plan_label.text()
     assert "sphere:" in plan and "second:" in plan and "halves sphere even / sphere odd" in plan
     widget.dewedge()
     _wait_done(qtbot, widget)

@@ -8,17 +8,20 @@ everyday settings go in one collapsible box, its advanced ones in another.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-__all__ = ["SettingsForm", "FORM_EXCLUDED"]
+__all__ = ["SettingsForm", "FORM_EXCLUDED", "form_settings", "preset_values", "build_config"]
 
 #: Settings the form does not show: the device has its own list of the machine's
 #: devices, previews follow the run's length, mixed precision is always on.
 FORM_EXCLUDED = ("preview_every", "amp")
 _INT_MAX = 10_000_000
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.training import TrainingConfig
 _FLOAT_MAX = 1000.0
 
 
@@ -121,3 +124,54 @@ class SettingsForm(QWidget):
                 control.setValue(control.minimum())
             else:
                 control.setValue(value)
+
+
+def form_settings() -> list:
+    """The schema settings the form shows (everyday ones first, then the advanced ones)."""
+    from ..core.training import settings_schema
+
+    return [s for s in settings_schema() if s.name not in FORM_EXCLUDED]
+
+
+def preset_values(name: str, **changes: Any) -> dict[str, Any]:
+    """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``.
+
+    Keys are the schema's setting names, plus ``preset`` and ``samples`` (K).
+    """
+    from ..core.training import PRESETS, TrainingConfig
+
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    config = TrainingConfig.preset(name)
+    values: dict[str, Any] = {"preset": name, "samples": 1}
+    values.update({s.name: s.value_in(config) for s in form_settings()})
+    for key in changes:
+        if key not in values:
+            raise ValueError(f"unknown dewedge setting {key!r}")
+    values.update(changes)
+    return values
+
+
+def build_config(values: dict[str, Any]) -> "TrainingConfig":
+    """The :class:`~napari_dewedge.core.training.TrainingConfig` of the form values.
+
+    The preset gives everything the form does not show. Previews come every
+    ``preset.preview_every`` steps, but at least ten times per run. Raises
+    ``ValueError`` with the trainer's message for invalid combinations (e.g.
+    a subtomogram size that the U-Net depth does not allow).
+    """
+    from ..core.training import PRESETS, TrainingConfig, config_overrides
+
+    preset = values.get("preset", "quick")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if int(values.get("samples", 1)) < 1:
+        raise ValueError(f"number of samples K must be >= 1, got {values.get('samples')}")
+    overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples")})
+    for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch"):  # None is a value here
+        if key in values and values[key] is None:
+            overrides[key] = None
+    steps = int(overrides.get("steps", PRESETS[preset]["steps"]))
+    preview_every = int(PRESETS[preset].get("preview_every", 50))
+    return TrainingConfig.preset(preset, **overrides, preview_every=max(1, min(preview_every, steps // 10)),
+                                 checkpoint_every_s=None)

@@ -34,8 +34,6 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMenu,
     QPushButton,
     QSizePolicy,
@@ -45,10 +43,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import pipeline
-from ..core.layers import LayerFrame, LayerRef, Provenance, Role, geometry_of, layer_source, role_of, same_layer
+from ..core.layers import LayerFrame, LayerRef, Provenance, Role, geometry_of, layer_source, role_of
 from ..core.wedge import WedgeGeometry
 from ._runner import TaskRunner
-from ._settings_form import FORM_EXCLUDED, SettingsForm
+from ._dataset_box import DatasetBox
+from ._settings_form import SettingsForm, build_config, form_settings, preset_values
 from .panels import LayerPicker, is_alive, is_volume_layer, volume_of
 from .state import get_wedge_state, register_widget
 
@@ -56,7 +55,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
 
     from ..core.model import TrainedModel
-    from ..core.training import TrainingConfig
 
 __all__ = [
     "PRESET_NAMES",
@@ -81,57 +79,6 @@ MRC_FILTER = "MRC (*.mrc *.rec *.map);;All files (*)"
 # --------------------------------------------------------------------------------------
 # Settings: the schema's, plus the preset and the number of samples K
 # --------------------------------------------------------------------------------------
-
-
-def form_settings() -> list:
-    """The schema settings the form shows (everyday ones first, then the advanced ones)."""
-    from ..core.training import settings_schema
-
-    return [s for s in settings_schema() if s.name not in FORM_EXCLUDED]
-
-
-def preset_values(name: str, **changes: Any) -> dict[str, Any]:
-    """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``.
-
-    Keys are the schema's setting names, plus ``preset`` and ``samples`` (K).
-    """
-    from ..core.training import PRESETS, TrainingConfig
-
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    config = TrainingConfig.preset(name)
-    values: dict[str, Any] = {"preset": name, "samples": 1}
-    values.update({s.name: s.value_in(config) for s in form_settings()})
-    for key in changes:
-        if key not in values:
-            raise ValueError(f"unknown dewedge setting {key!r}")
-    values.update(changes)
-    return values
-
-
-def build_config(values: dict[str, Any]) -> "TrainingConfig":
-    """The :class:`~napari_dewedge.core.training.TrainingConfig` of the form values.
-
-    The preset gives everything the form does not show. Previews come every
-    ``preset.preview_every`` steps, but at least ten times per run. Raises
-    ``ValueError`` with the trainer's message for invalid combinations (e.g.
-    a subtomogram size that the U-Net depth does not allow).
-    """
-    from ..core.training import PRESETS, TrainingConfig, config_overrides
-
-    preset = values.get("preset", "quick")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if int(values.get("samples", 1)) < 1:
-        raise ValueError(f"number of samples K must be >= 1, got {values.get('samples')}")
-    overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples")})
-    for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch"):  # None is a value here
-        if key in values and values[key] is None:
-            overrides[key] = None
-    steps = int(overrides.get("steps", PRESETS[preset]["steps"]))
-    preview_every = int(PRESETS[preset].get("preview_every", 50))
-    return TrainingConfig.preset(preset, **overrides, preview_every=max(1, min(preview_every, steps // 10)),
-                                 checkpoint_every_s=None)
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -258,34 +205,11 @@ class DewedgeWidget(QWidget):
         form.addRow("Wedge", wedge_row)
         form.addRow("Preset", self.preset_combo)
 
-        # more tomograms of the same acquisition, and even/odd halves
-        self.more_list = QListWidget()
-        self.more_list.setToolTip("Train one model on these tomograms too (same acquisition); the result is "
-                                  "applied to each")
-        self.more_list.setMaximumHeight(72)
-        self.more_list.itemChanged.connect(lambda *_: self._update_plan())
-        self.even_combo, self.odd_combo = QComboBox(), QComboBox()
-        for combo, what in ((self.even_combo, "even"), (self.odd_combo, "odd")):
-            combo.setToolTip(f"The {what} half tomogram of the chosen tomogram (from the tilt series' "
-                             f"{what} images): the network then never learns its own noise")
-            combo.currentIndexChanged.connect(lambda *_: self._update_plan())
-        halves = QHBoxLayout()
-        halves.addWidget(QLabel("even"))
-        halves.addWidget(self.even_combo, 1)
-        halves.addWidget(QLabel("odd"))
-        halves.addWidget(self.odd_combo, 1)
-        self.plan_label = QLabel("")
-        self.plan_label.setWordWrap(True)
-        data_box = QWidget()
-        data_form = QFormLayout(data_box)
-        data_form.addRow("Also train on", self.more_list)
-        data_form.addRow("Halves", halves)
-        data_form.addRow(self.plan_label)
+        self.dataset = DatasetBox(self.viewer, self.layer_picker, geometry=lambda: self.geometry,
+                                  n_subtomos=lambda: self.form.values().get("n_subtomos") or 1)
         self.dataset_box = QCollapsible("Dataset")
-        self.dataset_box.addWidget(data_box)
+        self.dataset_box.addWidget(self.dataset)
         self.dataset_box.collapse(animate=False)
-        self.viewer.layers.events.inserted.connect(self._refresh_layer_lists)
-        self.viewer.layers.events.removed.connect(self._refresh_layer_lists)
 
         # settings: built from TrainingConfig's schema
         settings = form_settings()
@@ -308,6 +232,7 @@ class DewedgeWidget(QWidget):
         self.advanced.addWidget(adv_box)
         self.advanced.collapse(animate=False)
         self.device_combo = self.form.controls["device"]
+        self.form.changed.connect(self.dataset.update_plan)
 
         # buttons
         self.dewedge_button = QPushButton("Dewedge")
@@ -442,7 +367,7 @@ class DewedgeWidget(QWidget):
             self._update_buttons()
 
     def _on_layer_changed(self, layer: Any) -> None:
-        self._refresh_layer_lists()
+        self.dataset.refresh()
         if layer is not None and self.state.origin in ("default", "metadata"):
             geometry = geometry_of(layer)
             if geometry is not None:
@@ -511,7 +436,7 @@ class DewedgeWidget(QWidget):
         settings = self.settings()
         try:
             config = build_config(settings)
-            data = self._dataset(layer)
+            data = self.dataset.data(layer)
         except ValueError as exc:
             return self._refuse(f"Invalid settings: {exc}")
         name, path = layer_source(layer)
@@ -528,99 +453,6 @@ class DewedgeWidget(QWidget):
             desc=f"Dewedge {name}: training",
             status=f"Preparing the training on {name}{others} ({settings['preset']}, {config.steps} steps)\u2026",
         )
-
-    # ------------------------------------------------------------------ the dataset
-
-    def _volume_layers(self) -> list:
-        return [lay for lay in self.viewer.layers if _not_our_output(lay)]
-
-    def _refresh_layer_lists(self, *_: Any) -> None:
-        """Offer the viewer's other 3D layers as more tomograms and as halves."""
-        if not is_alive(self):
-            return
-        chosen = self.layer_picker.layer()
-        checked = {self.more_list.item(i).text() for i in range(self.more_list.count())
-                   if self.more_list.item(i).checkState() == Qt.CheckState.Checked}
-        halves = (self.even_combo.currentText(), self.odd_combo.currentText())
-        self._syncing = True
-        try:
-            self.more_list.clear()
-            for combo in (self.even_combo, self.odd_combo):
-                combo.clear()
-                combo.addItem("none")
-            for lay in self._volume_layers():
-                if same_layer(lay, chosen):
-                    continue
-                item = QListWidgetItem(lay.name)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(Qt.CheckState.Checked if lay.name in checked else Qt.CheckState.Unchecked)
-                self.more_list.addItem(item)
-                for combo in (self.even_combo, self.odd_combo):
-                    combo.addItem(lay.name)
-            for combo, text in zip((self.even_combo, self.odd_combo), halves):
-                combo.setCurrentText(text if combo.findText(text) >= 0 else "none")
-        finally:
-            self._syncing = False
-        self._update_plan()
-
-    def set_dataset(self, more: list | tuple = (), even: Any = None, odd: Any = None) -> None:
-        """Choose the dataset's other tomograms and the chosen tomogram's halves (layers or names)."""
-        self._refresh_layer_lists()
-        names = {getattr(m, "name", m) for m in more}
-        for i in range(self.more_list.count()):
-            item = self.more_list.item(i)
-            item.setCheckState(Qt.CheckState.Checked if item.text() in names else Qt.CheckState.Unchecked)
-        self.even_combo.setCurrentText(getattr(even, "name", even) or "none")
-        self.odd_combo.setCurrentText(getattr(odd, "name", odd) or "none")
-        self._update_plan()
-
-    def _named_layer(self, name: str) -> Any:
-        return next((lay for lay in self._volume_layers() if lay.name == name), None)
-
-    def _chosen(self) -> tuple[list, Any, Any]:
-        more = [self._named_layer(self.more_list.item(i).text()) for i in range(self.more_list.count())
-                if self.more_list.item(i).checkState() == Qt.CheckState.Checked]
-        even, odd = (self._named_layer(c.currentText()) if c.currentText() != "none" else None
-                     for c in (self.even_combo, self.odd_combo))
-        return [m for m in more if m is not None], even, odd
-
-    def _dataset(self, layer: Any) -> list:
-        """The tomograms to train on: the chosen layer (with its halves) first, then the others.
-        Each gets its recorded wedge, else the viewer's wedge."""
-        from ..core.dataset import TomogramData, check_voxel_sizes
-
-        more, even, odd = self._chosen()
-        if (even is None) != (odd is None):
-            raise ValueError("choose both halves (even and odd) or neither")
-        data = []
-        for index, lay in enumerate([layer, *more]):
-            frame = LayerFrame.of(lay)
-            geometry = self.geometry if index == 0 else (geometry_of(lay) or self.geometry)
-            halves = {"even": volume_of(even), "odd": volume_of(odd)} if index == 0 and even is not None else {}
-            data.append(TomogramData(volume_of(lay), geometry, lay.name, frame.voxel_size, **halves))
-        sizes = [(d.name, d.voxel_size[2]) for d in data if d.voxel_size is not None]
-        if len(sizes) == len(data):
-            check_voxel_sizes(sizes)
-        return data
-
-    def _update_plan(self) -> None:
-        """Say how many subtomograms of an epoch each tomogram gives (in proportion to its volume)."""
-        if self._syncing or not is_alive(self):
-            return
-        from ..core.training.sampling import pool_counts
-
-        layer = self.layer_picker.layer()
-        more, even, odd = self._chosen()
-        if layer is None or not more and even is None:
-            self.plan_label.setText("One tomogram: the chosen one." if layer is not None else "")
-            return
-        layers = [layer, *more]
-        counts = pool_counts([int(np.prod(volume_of(lay).shape)) for lay in layers],
-                             int(self.form.values().get("n_subtomos") or 1))
-        parts = [f"{lay.name}: {n}" for lay, n in zip(layers, counts)]
-        halves = f"; halves {even.name} / {odd.name} of {layer.name}" if even is not None and odd is not None else ""
-        self.plan_label.setText("Subtomograms per epoch (by volume, before masking empty regions): "
-                                + ", ".join(parts) + halves)
 
     def apply_model(self, path: str | Path | None = None, *, use_current: bool = False) -> Any:
         """Apply a model to the chosen layer: the model file at ``path`` (asked for
@@ -713,6 +545,10 @@ class DewedgeWidget(QWidget):
         control.request_stop()
         self._set_status("Stopping after the current step\u2026")
         self.stop_button.setEnabled(False)
+
+    def set_dataset(self, more: list | tuple = (), even: Any = None, odd: Any = None) -> None:
+        """Choose the dataset's other tomograms and the chosen tomogram's halves (layers or names)."""
+        self.dataset.choose(more, even, odd)
 
     def compare(self) -> Any:
         """Open the before/after comparison (compare widget and orthogonal views)."""
