@@ -20,12 +20,13 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QListWid
 from ..core.layers import LayerFrame, Role, geometry_of, role_of, same_layer
 from .panels import is_alive, is_volume_layer, volume_of
 
-__all__ = ["DatasetBox"]
+__all__ = ["DatasetBox", "trainable"]
 
 NONE = "none"
 
 
-def _trainable(layer: Any) -> bool:
+def trainable(layer: Any) -> bool:
+    """3D image layers that can be dewedged or trained on (not the training previews)."""
     return is_volume_layer(layer) and role_of(layer) is not Role.PREVIEW
 
 
@@ -63,7 +64,7 @@ class DatasetBox(QWidget):
         self.refresh()
 
     def _layers(self) -> list:
-        return [lay for lay in self.viewer.layers if _trainable(lay)]
+        return [lay for lay in self.viewer.layers if trainable(lay)]
 
     def _named(self, name: str) -> Any:
         return next((lay for lay in self._layers() if lay.name == name), None)

@@ -16,7 +16,6 @@ with K > 1 samples) with the source's frame and their provenance in
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -25,30 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
     QMenu,
-    QPushButton,
-    QSizePolicy,
-    QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..core import pipeline
-from ..core.layers import LayerFrame, LayerRef, Provenance, Role, geometry_of, layer_source, role_of
+from ..core.layers import LayerFrame, LayerRef, geometry_of, layer_source
 from ..core.wedge import WedgeGeometry
+from ._dewedge_layout import PRESET_NAMES, build_layout
+from ._result_layers import ResultLayers
 from ._runner import TaskRunner
-from ._dataset_box import DatasetBox
-from ._settings_form import SettingsForm, build_config, form_settings, preset_values
-from .panels import LayerPicker, is_alive, is_volume_layer, volume_of
+from ._settings_form import build_config, form_settings, preset_values
+from .panels import is_alive, volume_of
 from .state import get_wedge_state, register_widget
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +53,6 @@ __all__ = [
     "DewedgeWidget",
 ]
 
-PRESET_NAMES = ("quick", "standard", "thorough")
 #: Losses drawn in the live plot (others, e.g. the noise scale drawn per step, are not losses).
 PLOTTED_LOSSES = ("generator", "fidelity", "consistency", "energy", "energy_net")
 #: Interval (ms) of the GUI refresh (status, progress bar, plot, preview).
@@ -104,15 +92,6 @@ def _progress_of(item: Any) -> int | None:
     return None
 
 
-def _not_our_output(layer: Any) -> bool:
-    """3D image layers that can be dewedged (not this widget's previews)."""
-    return is_volume_layer(layer) and role_of(layer) is not Role.PREVIEW
-
-
-def _prefer_source(layer: Any) -> bool:
-    return role_of(layer) is Role.CORRUPTED
-
-
 class DewedgeWidget(QWidget):
     """Dock widget: train a dewedging/denoising model on a tomogram and apply it.
 
@@ -150,11 +129,7 @@ class DewedgeWidget(QWidget):
         self._plot_shown = 0.0
         self._syncing = False
         self._closing = False
-        self._result_ref: Any = None
-        self._uncertainty_ref: Any = None
-        self._preview_ref: Any = None
-        self._last_source_ref: Any = None
-        self._result_model: Any = None
+        self.layers = ResultLayers(napari_viewer)
 
         self._build()
         self.set_settings(preset_values("quick"))
@@ -168,138 +143,7 @@ class DewedgeWidget(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
-        from superqt import QCollapsible
-
-        from ._training_plot import LossPlot
-
-        self.layer_picker = LayerPicker(self.viewer, accept=_not_our_output, prefer=_prefer_source)
-        self.layer_picker.setToolTip("3D image layer to dewedge (2D, RGB and labels layers are not listed)")
-        self.layer_picker.layer_changed.connect(self._on_layer_changed)
-
-        self.tilt_min_spin = self._double(-90.0, 90.0, 1.0, 1, " \u00b0", "Lowest tilt angle measured")
-        self.tilt_max_spin = self._double(-90.0, 90.0, 1.0, 1, " \u00b0", "Highest tilt angle measured")
-        self.axis_combo = QComboBox()
-        self.axis_combo.addItems(["y", "x"])
-        self.axis_combo.setToolTip("Tilt axis of the tilt series")
-        self.tilt_min_spin.valueChanged.connect(self._on_wedge_edited)
-        self.tilt_max_spin.valueChanged.connect(self._on_wedge_edited)
-        self.axis_combo.currentTextChanged.connect(self._on_wedge_edited)
-        wedge_row = QHBoxLayout()
-        wedge_row.addWidget(self.tilt_min_spin)
-        wedge_row.addWidget(QLabel("to"))
-        wedge_row.addWidget(self.tilt_max_spin)
-        wedge_row.addWidget(QLabel("axis"))
-        wedge_row.addWidget(self.axis_combo)
-
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems(list(PRESET_NAMES))
-        self.preset_combo.setItemData(0, "a few minutes on a laptop CPU", Qt.ItemDataRole.ToolTipRole)
-        self.preset_combo.setItemData(1, "minutes to tens of minutes on a GPU", Qt.ItemDataRole.ToolTipRole)
-        self.preset_combo.setItemData(2, "a GPU and some patience", Qt.ItemDataRole.ToolTipRole)
-        self.preset_combo.setToolTip("Training effort; fills the advanced settings")
-        self.preset_combo.currentTextChanged.connect(self._on_preset)
-
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Tomogram", self.layer_picker)
-        form.addRow("Wedge", wedge_row)
-        form.addRow("Preset", self.preset_combo)
-
-        self.dataset = DatasetBox(self.viewer, self.layer_picker, geometry=lambda: self.geometry,
-                                  n_subtomos=lambda: self.form.values().get("n_subtomos") or 1)
-        self.dataset_box = QCollapsible("Dataset")
-        self.dataset_box.addWidget(self.dataset)
-        self.dataset_box.collapse(animate=False)
-
-        # settings: built from TrainingConfig's schema
-        settings = form_settings()
-        self.form = SettingsForm([s for s in settings if not s.advanced], self._devices())
-        self.expert_form = SettingsForm([s for s in settings if s.advanced])
-        self.samples_spin = QSpinBox()
-        self.samples_spin.setRange(1, 64)
-        self.samples_spin.setToolTip("Predictions with different input noise averaged; K > 1 also gives an "
-                                     "uncertainty map")
-        self.form.layout().addRow("Samples K", self.samples_spin)
-        adv_box = QWidget()
-        adv_layout = QVBoxLayout(adv_box)
-        adv_layout.setContentsMargins(0, 0, 0, 0)
-        adv_layout.addWidget(self.form)
-        self.expert = QCollapsible("More settings")
-        self.expert.addWidget(self.expert_form)
-        self.expert.collapse(animate=False)
-        adv_layout.addWidget(self.expert)
-        self.advanced = QCollapsible("Advanced settings")
-        self.advanced.addWidget(adv_box)
-        self.advanced.collapse(animate=False)
-        self.device_combo = self.form.controls["device"]
-        self.form.changed.connect(self.dataset.update_plan)
-
-        # buttons
-        self.dewedge_button = QPushButton("Dewedge")
-        self.dewedge_button.setToolTip("Train a model on this tomogram, then apply it")
-        self.dewedge_button.setStyleSheet("font-weight: bold;")
-        self.dewedge_button.clicked.connect(lambda: self.dewedge())
-        self.apply_button = QPushButton("Apply model\u2026")
-        self.apply_button.setToolTip("Apply the current model or a model file to the chosen tomogram")
-        self.apply_button.clicked.connect(self._on_apply_clicked)
-        self.save_model_button = QPushButton("Save model\u2026")
-        self.save_model_button.setToolTip("Save the current model (weights, wedge and settings) to a file")
-        self.save_model_button.clicked.connect(lambda: self.save_model())
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop after the current step; the model trained so far is kept")
-        self.stop_button.clicked.connect(self.stop)
-        self.compare_button = QPushButton("Compare before/after")
-        self.compare_button.setToolTip("Open the comparison and orthogonal views on the tomogram and its result")
-        self.compare_button.clicked.connect(lambda: self.compare())
-        self.save_result_button = QPushButton("Save result\u2026")
-        self.save_result_button.setToolTip("Save the dewedged tomogram as MRC (voxel size kept)")
-        self.save_result_button.clicked.connect(lambda: self.save_result())
-
-        buttons = QGridLayout()
-        buttons.addWidget(self.dewedge_button, 0, 0)
-        buttons.addWidget(self.stop_button, 0, 1)
-        buttons.addWidget(self.apply_button, 1, 0)
-        buttons.addWidget(self.save_model_button, 1, 1)
-        buttons.addWidget(self.compare_button, 2, 0)
-        buttons.addWidget(self.save_result_button, 2, 1)
-
-        self.status_label = QLabel("Choose a tomogram and press Dewedge.")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.model_label = QLabel("No model yet.")
-        self.model_label.setWordWrap(True)
-        self.plot = LossPlot(title="loss")
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.dataset_box)
-        layout.addWidget(self.advanced)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.plot, 1)
-        layout.addWidget(self.model_label)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
-
-    @staticmethod
-    def _double(lo: float, hi: float, step: float, decimals: int, suffix: str, tip: str) -> QDoubleSpinBox:
-        spin = QDoubleSpinBox()
-        spin.setRange(lo, hi)
-        spin.setSingleStep(step)
-        spin.setDecimals(decimals)
-        if suffix:
-            spin.setSuffix(suffix)
-        spin.setToolTip(tip)
-        spin.setKeyboardTracking(False)
-        return spin
-
-    @staticmethod
-    def _devices() -> list[str]:
-        try:
-            from ..core.device import available_devices
-
-            return available_devices()
-        except Exception:  # noqa: BLE001 - torch unusable: let a run report it
-            return ["cpu"]
+        build_layout(self)
 
     # ------------------------------------------------------------------ settings
 
@@ -384,18 +228,15 @@ class DewedgeWidget(QWidget):
     @property
     def result_layer(self) -> Any:
         """The layer of the last result (None when none or removed)."""
-        return self._live_layer(self._result_ref)
+        return self.layers.live(self.layers.result)
 
     @property
     def uncertainty_layer(self) -> Any:
-        return self._live_layer(self._uncertainty_ref)
+        return self.layers.live(self.layers.uncertainty)
 
     @property
     def preview_layer(self) -> Any:
-        return self._live_layer(self._preview_ref)
-
-    def _live_layer(self, ref: LayerRef | None) -> Any:
-        return ref.get(self.viewer.layers) if ref is not None else None
+        return self.layers.live(self.layers.preview)
 
     @property
     def status(self) -> str:
@@ -507,7 +348,7 @@ class DewedgeWidget(QWidget):
             self._refuse(f"Could not save the model to {path}: {exc}")
             return None
         self.model_path = str(written)
-        if self._result_model is self.model:  # the last results now name their model file
+        if self.layers.model is self.model:  # the last results now name their model file
             for layer in (self.result_layer, self.uncertainty_layer):
                 prov = layer.metadata.get("provenance") if layer is not None else None
                 if isinstance(prov, dict) and prov.get("model") == "in memory":
@@ -556,7 +397,7 @@ class DewedgeWidget(QWidget):
         if after is None:
             self._refuse("No result to compare yet.")
             return None
-        before = self._live_layer(self._last_source_ref)
+        before = self.layers.live(self.layers.source)
         if before is None:
             return self._refuse("The tomogram of the last result is no longer in the viewer.")
         try:
@@ -716,36 +557,7 @@ class DewedgeWidget(QWidget):
         )
 
     def _show_preview(self, preview: np.ndarray, origin: Any) -> None:
-        layer_ref = self._job.get("layer")
-        source = layer_ref() if layer_ref is not None else None
-        if source is None or preview.ndim != 3:
-            return
-        placed = self._job["frame"].layer_kwargs(offset_voxels=origin)
-        layer = self.preview_layer
-        if layer is None:
-            name = f"{self._job.get('name', source.name)} preview"
-            kwargs: dict[str, Any] = {
-                "name": name,
-                **placed,
-                "metadata": {"dewedge_role": Role.PREVIEW.value, "source_layer": source.name},
-                "colormap": "gray",
-            }
-            try:
-                kwargs["contrast_limits"] = tuple(source.contrast_limits)
-            except Exception:  # noqa: BLE001 - no usable limits: napari picks them
-                pass
-            selected = list(self.viewer.layers.selection)
-            layer = self.viewer.add_image(preview, **kwargs)
-            with contextlib.suppress(AttributeError):  # outline where the preview sits
-                layer.bounding_box.visible = True
-                layer.bounding_box.points = False
-                layer.bounding_box.line_color = "#00c8ff"
-            self.viewer.layers.selection.clear()
-            self.viewer.layers.selection.update(selected)
-            self._preview_ref = LayerRef(layer)
-        else:
-            layer.data = preview
-            layer.translate = placed["translate"]
+        self.layers.show_preview(self._job, preview, origin)
 
     def _finish(self, outcome: pipeline.Outcome) -> None:
         """The job's last item: keep the model, add the result layers.
@@ -774,7 +586,7 @@ class DewedgeWidget(QWidget):
                 self.plot.append(int(entry.get("step", 0)), {k: v for k, v in entry.items() if k in PLOTTED_LOSSES})
         self.plot.redraw()
         if outcome.result is not None:
-            self._add_results(outcome)
+            self.layers.add_results(self._job, outcome, self.model_path)
             seconds = time.monotonic() - self._job.get("started", time.monotonic())
             self._set_status(
                 f"Done in {_format_seconds(seconds)}: added \"{self.result_layer.name}\""
@@ -811,55 +623,6 @@ class DewedgeWidget(QWidget):
             self._set_status("Stopped.")
         self._update_buttons()
 
-    # ------------------------------------------------------------------ result layers
-
-    def _add_results(self, outcome: pipeline.Outcome) -> None:
-        job = self._job
-        result = outcome.result
-        assert result is not None
-        name = job["name"]
-        model_path = outcome.model_path or (self.model_path if not outcome.trained else None)
-        record = Provenance.of_result(name, job.get("path"), job["geometry"], model=outcome.model,
-                                      model_path=model_path, inference=result.settings())
-        common = job["frame"].layer_kwargs()  # the frame when the run started: the layer may be gone by now
-        preview = self.preview_layer
-        if preview is not None:
-            self.viewer.layers.remove(preview)
-        self._preview_ref = None
-
-        meta = record.layer_metadata(job["metadata"])
-        layer = self._put_layer(f"{name} dewedged", result.mean, meta, common, colormap="gray")
-        self._result_ref = LayerRef(layer)
-        self._result_model = outcome.model
-        self._last_source_ref = job["layer"]
-        if result.std is not None:
-            umeta = record.with_role(Role.UNCERTAINTY).layer_metadata(job["metadata"])
-            ulayer = self._put_layer(f"{name} uncertainty", result.std, umeta, common, colormap="magma",
-                                     visible=False)
-            self._uncertainty_ref = LayerRef(ulayer)
-        else:
-            self._uncertainty_ref = None
-
-    def _put_layer(self, name: str, data: np.ndarray, metadata: dict, common: dict, *, colormap: str,
-                   visible: bool = True) -> Any:
-        """Replace the data of an earlier result layer of that name, or add a new layer."""
-        existing = next((lay for lay in self.viewer.layers if lay.name == name), None)
-        if existing is not None and role_of(existing) is role_of(metadata) \
-                and tuple(existing.data.shape) == tuple(data.shape):
-            existing.data = data
-            existing.metadata = metadata
-            existing.scale = common["scale"]
-            existing.translate = common["translate"]
-            existing.reset_contrast_limits()
-            return existing
-        kwargs = dict(common, name=name, metadata=metadata, colormap=colormap, visible=visible)
-        if role_of(metadata) is Role.DEWEDGED:
-            lo, hi = np.percentile(data[:: max(1, data.shape[0] // 16)], [0.5, 99.5])
-            if hi > lo:
-                kwargs["contrast_limits"] = (float(lo), float(hi))
-        return self.viewer.add_image(data, **kwargs)
-
-    # ------------------------------------------------------------------ closing
 
     def shutdown(self) -> None:
         """End any running job (the viewer or the widget is closing); no result is added."""

@@ -32,7 +32,14 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleRangeSlider
 
-from ..core.spectra import PLANES, SpectrumSlices, angular_profile, estimate_tilt_range, slice_masks, wedge_edge_segments
+from ..core.spectra import (
+    PLANES,
+    SpectrumSlices,
+    angular_profile,
+    estimate_tilt_range,
+    slice_masks,
+    wedge_edge_segments,
+)
 from ..core.wedge import WedgeGeometry
 from ._runner import TaskRunner
 from .panels import ImagePanel, LayerPicker, ProfilePanel, is_alive

@@ -49,8 +49,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.spectra import PLANES, SpectrumSlices, wedge_edge_segments
-from .inspector import PLANE_AXES, PLANE_TITLES, fourier_pixel_size
 from ._runner import TaskRunner
+from .inspector import PLANE_AXES, PLANE_TITLES, fourier_pixel_size
 from .panels import ImagePanel, LayerPicker, is_alive, volume_of
 from .state import SPECTRA, SPECTRUM_MODES, get_wedge_state, register_widget
 

@@ -1,0 +1,168 @@
+"""The Dewedge widget's controls and their layout (the widget wires them up)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.layers import Role, role_of
+from ._dataset_box import DatasetBox, trainable
+from ._settings_form import SettingsForm, form_settings
+from .panels import LayerPicker
+
+__all__ = ["PRESET_NAMES", "build_layout"]
+
+PRESET_NAMES = ("quick", "standard", "thorough")
+
+
+def _prefer_source(layer: Any) -> bool:
+    return role_of(layer) is Role.CORRUPTED
+
+
+def _double(lo: float, hi: float, step: float, decimals: int, suffix: str, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setSingleStep(step)
+    spin.setDecimals(decimals)
+    if suffix:
+        spin.setSuffix(suffix)
+    spin.setToolTip(tip)
+    spin.setKeyboardTracking(False)
+    return spin
+
+def _devices() -> list[str]:
+    try:
+        from ..core.device import available_devices
+
+        return available_devices()
+    except Exception:  # noqa: BLE001 - torch unusable: let a run report it
+        return ["cpu"]
+
+
+def build_layout(w: Any) -> None:
+    """Create the widget's controls as attributes of ``w`` and lay them out."""
+    from superqt import QCollapsible
+
+    from ._training_plot import LossPlot
+
+    w.layer_picker = LayerPicker(w.viewer, accept=trainable, prefer=_prefer_source)
+    w.layer_picker.setToolTip("3D image layer to dewedge (2D, RGB and labels layers are not listed)")
+    w.layer_picker.layer_changed.connect(w._on_layer_changed)
+
+    w.tilt_min_spin = _double(-90.0, 90.0, 1.0, 1, " \u00b0", "Lowest tilt angle measured")
+    w.tilt_max_spin = _double(-90.0, 90.0, 1.0, 1, " \u00b0", "Highest tilt angle measured")
+    w.axis_combo = QComboBox()
+    w.axis_combo.addItems(["y", "x"])
+    w.axis_combo.setToolTip("Tilt axis of the tilt series")
+    w.tilt_min_spin.valueChanged.connect(w._on_wedge_edited)
+    w.tilt_max_spin.valueChanged.connect(w._on_wedge_edited)
+    w.axis_combo.currentTextChanged.connect(w._on_wedge_edited)
+    wedge_row = QHBoxLayout()
+    wedge_row.addWidget(w.tilt_min_spin)
+    wedge_row.addWidget(QLabel("to"))
+    wedge_row.addWidget(w.tilt_max_spin)
+    wedge_row.addWidget(QLabel("axis"))
+    wedge_row.addWidget(w.axis_combo)
+
+    w.preset_combo = QComboBox()
+    w.preset_combo.addItems(list(PRESET_NAMES))
+    w.preset_combo.setItemData(0, "a few minutes on a laptop CPU", Qt.ItemDataRole.ToolTipRole)
+    w.preset_combo.setItemData(1, "minutes to tens of minutes on a GPU", Qt.ItemDataRole.ToolTipRole)
+    w.preset_combo.setItemData(2, "a GPU and some patience", Qt.ItemDataRole.ToolTipRole)
+    w.preset_combo.setToolTip("Training effort; fills the advanced settings")
+    w.preset_combo.currentTextChanged.connect(w._on_preset)
+
+    form = QFormLayout()
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.addRow("Tomogram", w.layer_picker)
+    form.addRow("Wedge", wedge_row)
+    form.addRow("Preset", w.preset_combo)
+
+    w.dataset = DatasetBox(w.viewer, w.layer_picker, geometry=lambda: w.geometry,
+                              n_subtomos=lambda: w.form.values().get("n_subtomos") or 1)
+    w.dataset_box = QCollapsible("Dataset")
+    w.dataset_box.addWidget(w.dataset)
+    w.dataset_box.collapse(animate=False)
+
+    # settings: built from TrainingConfig's schema
+    settings = form_settings()
+    w.form = SettingsForm([s for s in settings if not s.advanced], _devices())
+    w.expert_form = SettingsForm([s for s in settings if s.advanced])
+    w.samples_spin = QSpinBox()
+    w.samples_spin.setRange(1, 64)
+    w.samples_spin.setToolTip("Predictions with different input noise averaged; K > 1 also gives an "
+                                 "uncertainty map")
+    w.form.layout().addRow("Samples K", w.samples_spin)
+    adv_box = QWidget()
+    adv_layout = QVBoxLayout(adv_box)
+    adv_layout.setContentsMargins(0, 0, 0, 0)
+    adv_layout.addWidget(w.form)
+    w.expert = QCollapsible("More settings")
+    w.expert.addWidget(w.expert_form)
+    w.expert.collapse(animate=False)
+    adv_layout.addWidget(w.expert)
+    w.advanced = QCollapsible("Advanced settings")
+    w.advanced.addWidget(adv_box)
+    w.advanced.collapse(animate=False)
+    w.device_combo = w.form.controls["device"]
+    w.form.changed.connect(w.dataset.update_plan)
+
+    # buttons
+    w.dewedge_button = QPushButton("Dewedge")
+    w.dewedge_button.setToolTip("Train a model on this tomogram, then apply it")
+    w.dewedge_button.setStyleSheet("font-weight: bold;")
+    w.dewedge_button.clicked.connect(lambda: w.dewedge())
+    w.apply_button = QPushButton("Apply model\u2026")
+    w.apply_button.setToolTip("Apply the current model or a model file to the chosen tomogram")
+    w.apply_button.clicked.connect(w._on_apply_clicked)
+    w.save_model_button = QPushButton("Save model\u2026")
+    w.save_model_button.setToolTip("Save the current model (weights, wedge and settings) to a file")
+    w.save_model_button.clicked.connect(lambda: w.save_model())
+    w.stop_button = QPushButton("Stop")
+    w.stop_button.setToolTip("Stop after the current step; the model trained so far is kept")
+    w.stop_button.clicked.connect(w.stop)
+    w.compare_button = QPushButton("Compare before/after")
+    w.compare_button.setToolTip("Open the comparison and orthogonal views on the tomogram and its result")
+    w.compare_button.clicked.connect(lambda: w.compare())
+    w.save_result_button = QPushButton("Save result\u2026")
+    w.save_result_button.setToolTip("Save the dewedged tomogram as MRC (voxel size kept)")
+    w.save_result_button.clicked.connect(lambda: w.save_result())
+
+    buttons = QGridLayout()
+    buttons.addWidget(w.dewedge_button, 0, 0)
+    buttons.addWidget(w.stop_button, 0, 1)
+    buttons.addWidget(w.apply_button, 1, 0)
+    buttons.addWidget(w.save_model_button, 1, 1)
+    buttons.addWidget(w.compare_button, 2, 0)
+    buttons.addWidget(w.save_result_button, 2, 1)
+
+    w.status_label = QLabel("Choose a tomogram and press Dewedge.")
+    w.status_label.setWordWrap(True)
+    w.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    w.model_label = QLabel("No model yet.")
+    w.model_label.setWordWrap(True)
+    w.plot = LossPlot(title="loss")
+
+    layout = QVBoxLayout(w)
+    layout.addLayout(form)
+    layout.addWidget(w.dataset_box)
+    layout.addWidget(w.advanced)
+    layout.addLayout(buttons)
+    layout.addWidget(w.status_label)
+    layout.addWidget(w.plot, 1)
+    layout.addWidget(w.model_label)
+    w.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
