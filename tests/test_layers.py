@@ -65,7 +65,7 @@ def test_frame_voxel_size_rules():
     assert scale_only.voxel_size == (1.0, 2.0, 2.0)
     assert scale_only.isotropic_voxel_size is None  # anisotropic
     assert LayerFrame.of(_layer(scale=(1.0, 1.0, 1.0))).isotropic_voxel_size is None  # 1 means unknown
-    assert LayerFrame.of(_layer(metadata={"voxel_size": "bad"})).voxel_size is None
+    assert LayerFrame.of(_layer(metadata={"voxel_size": "bad"})).voxel_size == (1.0, 2.0, 2.0)  # the scale
     four_d = LayerFrame.of(_layer(scale=(7.0, 1.0, 2.0, 2.0), translate=(9.0, 0.0, 5.0, -1.0)))
     assert four_d.scale == (1.0, 2.0, 2.0) and four_d.translate == (0.0, 5.0, -1.0)
 

@@ -27,6 +27,7 @@ from typing import Any, Generator
 import numpy as np
 
 from . import metrics
+from .layers import LayerFrame
 from .wedge import WedgeGeometry
 
 __all__ = ["Comparison", "compute_comparison", "layer_voxel_size", "SSIM_MAX_VOXELS", "HALF_ANGLE"]
@@ -37,27 +38,11 @@ HALF_ANGLE = 30.0
 
 
 def layer_voxel_size(layer: Any) -> float | None:
-    """Isotropic voxel size in Å of a layer: ``metadata["voxel_size"]`` when
-    recorded, else its scale; None when unknown or anisotropic. A size of
-    exactly 1 counts as unknown: MRC headers without a cell size read as 1 Å
-    and napari's default scale is 1."""
-    meta = getattr(layer, "metadata", None) or {}
-    value = meta.get("voxel_size")
-    sizes = None
-    if value is not None:
-        try:
-            sizes = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
-        except (TypeError, ValueError):
-            sizes = None
-    if sizes is None or sizes.size == 0:
-        sizes = np.asarray(layer.scale[-3:], dtype=float)
-    if np.allclose(sizes, 1.0):
-        return None
-    if not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
-        return None
-    if sizes.max() > 1.01 * sizes.min():
-        return None
-    return float(sizes.mean())
+    """Isotropic voxel size in Å of a layer (:attr:`~.layers.LayerFrame.isotropic_voxel_size`):
+    ``metadata["voxel_size"]`` when recorded, else its scale; None when unknown
+    or anisotropic. A size of exactly 1 counts as unknown: MRC headers without a
+    cell size read as 1 Å and napari's default scale is 1."""
+    return LayerFrame.of(layer).isotropic_voxel_size
 
 
 @dataclass

@@ -129,6 +129,18 @@ def _three(values: Any, default: float) -> tuple[float, float, float]:
     return tuple(vals[-3:])  # type: ignore[return-value]
 
 
+def _sizes(values: Any) -> tuple[float, float, float] | None:
+    """Three positive finite sizes (one number stands for all three), else None."""
+    try:
+        sizes = np.atleast_1d(np.asarray(values, float)).ravel()
+        sizes = np.broadcast_to(sizes, (3,)) if sizes.size == 1 else sizes[-3:]
+    except (TypeError, ValueError):
+        return None
+    if sizes.size != 3 or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        return None
+    return tuple(float(v) for v in sizes)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class LayerFrame:
     """Where a layer sits in the world: scale, translate and units of its last three
@@ -152,14 +164,10 @@ class LayerFrame:
                 units = None
             if units is not None and len(units) != 3:
                 units = None
-        voxel = None
         recorded = _metadata(layer).get("voxel_size")
-        try:
-            values = np.broadcast_to(np.asarray(recorded if recorded is not None else scale, float), (3,))
-            if np.all(np.isfinite(values)) and np.all(values > 0):
-                voxel = tuple(float(v) for v in values)
-        except (TypeError, ValueError):
-            voxel = None
+        voxel = _sizes(recorded) if recorded is not None else None
+        if voxel is None:  # nothing (usable) recorded: the scale
+            voxel = _sizes(scale)
         return cls(scale, translate, units, voxel)  # type: ignore[arg-type]
 
     @property

@@ -40,11 +40,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.comparison import Comparison, compute_comparison, layer_voxel_size
+from ..core.layers import Role, role_of
 from ..core.wedge import WedgeGeometry
 from ._runner import TaskRunner
 from .orthoviews import OrthoViews, is_input_layer, is_result_layer
 from .panels import LayerPicker, is_alive, volume_of
-from .state import find_widget, geometry_from_layer, get_wedge_state, register_widget
+from .state import find_widget, get_wedge_state, register_widget
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -54,12 +55,10 @@ __all__ = ["CompareWidget", "Comparison", "compute_comparison", "layer_voxel_siz
 COLOURS = {"before": "#f0a030", "after": "#40c8f0", "before-after": "#e0e0e0"}
 
 
-def _role(layer: Any) -> str | None:
-    return (getattr(layer, "metadata", None) or {}).get("dewedge_role")
 
 
 def is_truth_layer(layer: Any) -> bool:
-    return _role(layer) == "ground_truth"
+    return role_of(layer) is Role.GROUND_TRUTH
 
 
 def _fmt(value: float, digits: int = 3, suffix: str = "") -> str:
@@ -181,11 +180,7 @@ class CompareWidget(QWidget):
         """The wedge scored by the missing-wedge FSC: the viewer's shared wedge
         once it was set (inspector, estimate, dewedge widget), else the one
         recorded in the before layer's metadata, else the default."""
-        if self.state.origin == "default":
-            recorded = geometry_from_layer(before)
-            if recorded is not None:
-                return recorded
-        return self.state.geometry
+        return self.state.for_layer(before)
 
     @property
     def busy(self) -> bool:

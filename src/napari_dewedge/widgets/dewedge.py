@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import pipeline
-from ..core.layers import LayerFrame, LayerRef, geometry_of, layer_source
+from ..core.layers import LayerFrame, LayerRef, layer_source
 from ..core.wedge import WedgeGeometry
 from ._dewedge_layout import PRESET_NAMES, build_layout
 from ._result_layers import ResultLayers
@@ -212,10 +212,7 @@ class DewedgeWidget(QWidget):
 
     def _on_layer_changed(self, layer: Any) -> None:
         self.dataset.refresh()
-        if layer is not None and self.state.origin in ("default", "metadata"):
-            geometry = geometry_of(layer)
-            if geometry is not None:
-                self.state.set(geometry, origin="metadata")
+        self.state.adopt(layer)
         self._update_buttons()
 
     # ------------------------------------------------------------------ state of the buttons

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleRangeSlider
 
+from ..core.layers import geometry_of
 from ..core.spectra import (
     PLANES,
     SpectrumSlices,
@@ -43,7 +44,7 @@ from ..core.spectra import (
 from ..core.wedge import WedgeGeometry
 from ._runner import TaskRunner
 from .panels import ImagePanel, LayerPicker, ProfilePanel, is_alive
-from .state import SPECTRA, SPECTRUM_MODES, geometry_from_layer, get_wedge_state, register_widget
+from .state import SPECTRA, SPECTRUM_MODES, get_wedge_state, register_widget
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -123,7 +124,6 @@ class WedgeInspector(QWidget):
         self._spectrum_layer: Any = None
         self._profiles: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
         self._profile_key: tuple[int, str] | None = None
-        self._offered: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self.runner = TaskRunner(self, napari_viewer)
         self.runner.finished.connect(self._on_task_finished)
         self._syncing = False
@@ -248,13 +248,10 @@ class WedgeInspector(QWidget):
         return self.mode_combo.currentData()
 
     def _on_layer_changed(self, layer: Any) -> None:
-        if layer is not None and layer not in self._offered:
-            self._offered.add(layer)
-            geometry = geometry_from_layer(layer)
-            if geometry is not None:
-                self.state.set(geometry, origin="metadata")
-                self.status_label.setText(f"Wedge from the layer's metadata: {geometry}")
-        self.metadata_button.setEnabled(layer is not None and geometry_from_layer(layer) is not None)
+        geometry = self.state.adopt(layer)
+        if geometry is not None:
+            self.status_label.setText(f"Wedge from the layer's metadata: {geometry}")
+        self.metadata_button.setEnabled(layer is not None and geometry_of(layer) is not None)
         self.estimate_button.setEnabled(layer is not None and not self.runner.busy("estimate"))
         self._load_spectrum()
 
@@ -390,7 +387,7 @@ class WedgeInspector(QWidget):
 
     def _use_metadata(self) -> None:
         layer = self.layer
-        geometry = geometry_from_layer(layer) if layer is not None else None
+        geometry = geometry_of(layer) if layer is not None else None
         if geometry is None:
             self.status_label.setText("The layer's metadata records no wedge.")
             return

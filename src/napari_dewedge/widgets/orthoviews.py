@@ -48,6 +48,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.layers import Role, role_of
 from ..core.spectra import PLANES, SpectrumSlices, wedge_edge_segments
 from ._runner import TaskRunner
 from .inspector import PLANE_AXES, PLANE_TITLES, fourier_pixel_size
@@ -65,19 +66,16 @@ PERCENTILES = (0.5, 99.5)
 MAX_SAMPLES = 2**21
 
 
-def _role(layer: Any) -> str | None:
-    meta = getattr(layer, "metadata", None) or {}
-    return meta.get("dewedge_role")
 
 
 def is_result_layer(layer: Any) -> bool:
     """A dewedged result: role ``"dewedged"`` or a name ending in ``" dewedged"``."""
-    return _role(layer) == "dewedged" or str(getattr(layer, "name", "")).endswith(" dewedged")
+    return role_of(layer) is Role.DEWEDGED or str(getattr(layer, "name", "")).endswith(" dewedged")
 
 
 def is_input_layer(layer: Any) -> bool:
     """Neither a result nor a ground truth."""
-    return not is_result_layer(layer) and _role(layer) != "ground_truth"
+    return not is_result_layer(layer) and role_of(layer) is not Role.GROUND_TRUTH
 
 
 def contrast_statistics(volume: Any, max_samples: int = MAX_SAMPLES) -> dict[str, float]:

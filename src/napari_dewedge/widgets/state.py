@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from psygnal import Signal
 
+from ..core.layers import geometry_of
 from ..core.spectra import SpectrumSlices, central_slices
 from ..core.wedge import WedgeGeometry
 
@@ -112,6 +113,26 @@ class WedgeState:
             self.changed.emit(new)
         return new
 
+    def adopt(self, layer: Any) -> WedgeGeometry | None:
+        """A layer was chosen: the wedge recorded in its metadata becomes the viewer's
+        wedge, unless the user or an estimate set one. Returns it (None: nothing adopted)."""
+        if self.origin not in ("default", "metadata"):
+            return None
+        recorded = geometry_of(layer) if layer is not None else None
+        if recorded is None:
+            return None
+        self.set(recorded, origin="metadata")
+        return recorded
+
+    def for_layer(self, layer: Any) -> WedgeGeometry:
+        """The wedge that applies to ``layer``: the viewer's once it was set (by the user,
+        an estimate or a layer's metadata), else the one recorded in the layer, else the default."""
+        if self.origin == "default":
+            recorded = geometry_of(layer) if layer is not None else None
+            if recorded is not None:
+                return recorded
+        return self._geometry
+
     def reset(self) -> WedgeGeometry:
         """Back to the default (-60..60 degrees about y, hard edge)."""
         return self.set(WedgeGeometry(), origin="default")
@@ -133,18 +154,8 @@ def get_wedge_state(viewer: "napari.viewer.Viewer") -> WedgeState:
     return state
 
 
-def geometry_from_layer(layer: Any) -> WedgeGeometry | None:
-    """The wedge recorded in ``layer.metadata["wedge"]``, or None (absent or invalid)."""
-    meta = getattr(layer, "metadata", None) or {}
-    value = meta.get("wedge")
-    if isinstance(value, WedgeGeometry):
-        return value
-    if isinstance(value, dict):
-        try:
-            return WedgeGeometry.from_dict(value)
-        except (TypeError, ValueError):
-            return None
-    return None
+#: The wedge recorded in a layer's metadata (``core.layers.geometry_of``).
+geometry_from_layer = geometry_of
 
 
 # --------------------------------------------------------------------------- spectra

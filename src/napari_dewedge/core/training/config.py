@@ -23,12 +23,11 @@ import argparse
 import copy
 import functools
 import math
+import numbers
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
-
-import numbers
 
 __all__ = [
     "ENERGY_OBJECTIVES",

@@ -25,8 +25,8 @@ from ..wedge import WedgeGeometry, apply_wedge, measured_fraction
 from . import losses as L
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import TrainingConfig
-from .noise import NoiseEstimate, estimate_noise, resolve_noise, synthetic_noise
 from .multi import dataset_batch, dataset_input, fit_sources, prepare_sources
+from .noise import NoiseEstimate, estimate_noise, resolve_noise, synthetic_noise
 from .sampling import (
     TrainingSource,
     check_training_volume,
