@@ -4,10 +4,13 @@
 
 Trains the quick preset on the bundled microtubule tomogram (minutes on a CPU).
 """
-import sys, time
+import sys
+import time
 from pathlib import Path
+
 import napari
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QDockWidget
+
 from napari_dewedge.widgets.dewedge import DewedgeWidget
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "images")
@@ -17,7 +20,8 @@ app = QApplication.instance() or QApplication([])
 def pump(seconds):
     t = time.time()
     while time.time() - t < seconds:
-        app.processEvents(); time.sleep(0.01)
+        app.processEvents()
+        time.sleep(0.01)
 
 viewer = napari.Viewer(show=True, title="napari-dewedge")
 viewer.window._qt_window.resize(1500, 940)
@@ -47,7 +51,6 @@ compare, views = res
 t = time.time()
 while compare.busy and time.time() - t < 300:
     pump(0.5)
-from qtpy.QtWidgets import QDockWidget
 w = views
 while w is not None and not isinstance(w, QDockWidget):
     w = w.parent()

@@ -130,13 +130,12 @@ def _add_data(viewer, data: dict[str, np.ndarray], tomogram: bool = True) -> dic
 
 def widget_shots(args, out_dir: Path) -> None:
     from napari.components import ViewerModel
+    from napari.qt import get_qapp, get_stylesheet
 
     from napari_dewedge.widgets.compare import CompareWidget
     from napari_dewedge.widgets.inspector import WedgeInspector
     from napari_dewedge.widgets.orthoviews import OrthoViews
     from napari_dewedge.widgets.state import SPECTRA
-
-    from napari.qt import get_qapp, get_stylesheet
 
     app = get_qapp()  # registers napari's theme resources
     app.setStyleSheet(get_stylesheet("dark"))  # the look of a dock in napari's default theme

@@ -1,4 +1,11 @@
-"""Shared fixtures.
+"""Shared fixtures, and the test tiers.
+
+Tests live in three folders, each a marker (``pytest -m unit`` ...):
+``unit/`` (pure functions and core classes, no display), ``gui/`` (widgets on a
+napari viewer) and ``e2e/`` (whole flows: the command line on files, every
+widget docked together on each sample). Test behaviour, arrange-act-assert;
+mark GPU-only tests with ``requires_cuda`` and long ones ``slow``; training in
+tests stays tiny (a few steps of a depth-1 network).
 
 Tests run headless. napari's canvas needs OpenGL, which Qt's ``offscreen``
 platform does not give, so when the Xvfb binary is installed the pytest-xvfb
@@ -79,7 +86,14 @@ def viewer(make_napari_viewer, monkeypatch):
     return make_napari_viewer()
 
 
+TIERS = ("unit", "gui", "e2e")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.fspath)), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
     if HAVE_SCREEN:
         return
     skip = pytest.mark.skip(reason="napari's canvas needs OpenGL: install Xvfb (make test does) or run with a display")

@@ -21,8 +21,9 @@ size of anything with napari-like ``metadata`` and ``scale``.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 

@@ -21,7 +21,8 @@ Both are built from plain dicts of keyword arguments (:func:`build_generator`,
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -208,7 +208,7 @@ class Failure:
     kind: str = "failure"
 
 
-JobEvent = Union[TrainingProgress, Preview, ApplyProgress, Notice, ModelReady, Outcome, Failure]
+JobEvent = TrainingProgress | Preview | ApplyProgress | Notice | ModelReady | Outcome | Failure
 
 
 # --------------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ edges or corners of the cube are written as sums, e.g. ``"120 about x+y+z"``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

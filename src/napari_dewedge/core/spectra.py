@@ -24,9 +24,9 @@ which is what lets the wedge overlay follow a slider.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable
 
 import numpy as np
 import scipy.fft

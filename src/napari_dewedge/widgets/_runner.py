@@ -18,7 +18,8 @@ import logging
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 

@@ -313,7 +313,7 @@ class CompareWidget(QWidget):
         self.table.setHorizontalHeaderLabels(["Before", "After"])
         for j, key in enumerate(("before", "after")):
             self.table.horizontalHeaderItem(j).setToolTip(r.names[key])
-        for i, (label, b, a, tip) in enumerate(rows):
+        for i, (_label, b, a, tip) in enumerate(rows):
             for j, text in enumerate((b, a)):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)

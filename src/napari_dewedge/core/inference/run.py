@@ -427,7 +427,7 @@ def predict(model: "TrainedModel", volume: np.ndarray, **kwargs: Any) -> Inferen
     Raises :class:`InferenceStopped` when the ``stop`` callback ended the run.
     """
     last: InferenceEvent | None = None
-    for last in run_inference(model, volume, **kwargs):
+    for last in run_inference(model, volume, **kwargs):  # noqa: B007 - only the last event matters
         pass
     if last is None or last.result is None:
         raise InferenceStopped("inference was stopped before it finished")

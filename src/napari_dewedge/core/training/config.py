@@ -26,8 +26,9 @@ import math
 import numbers
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "ENERGY_OBJECTIVES",
@@ -185,7 +186,7 @@ def _kind(annotation: Any) -> tuple[type, bool]:
     return (origin or annotation), False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_specs() -> tuple[tuple[str, type, bool, Mapping[str, Any]], ...]:
     hints = typing.get_type_hints(TrainingConfig)
     return tuple((f.name, *_kind(hints[f.name]), f.metadata) for f in fields(TrainingConfig))
@@ -440,7 +441,7 @@ def _unet_settings() -> tuple[Setting, ...]:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def settings_schema() -> tuple[Setting, ...]:
     """The user-facing training settings, in :class:`TrainingConfig` field order.
 

@@ -7,7 +7,7 @@ runs the networks and passes their outputs here. The formulas are those of
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -10,8 +10,9 @@ into the run's ``sigma_n``, ``noise_scale`` and synthetic-noise amplitudes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

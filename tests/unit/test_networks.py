@@ -13,7 +13,6 @@ from napari_dewedge.core.networks import (
     count_parameters,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -18,7 +18,7 @@ from napari_dewedge.core.model import TrainedModel
 from napari_dewedge.core.networks import UNet3D
 from napari_dewedge.core.wedge import WedgeGeometry
 
-from .conftest import requires_cuda
+from ..conftest import requires_cuda
 
 torch.set_num_threads(1)
 

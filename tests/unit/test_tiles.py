@@ -12,7 +12,6 @@ from napari_dewedge.core.inference.tiles import (
     tile_starts,
 )
 
-
 # --- tiles and blending ---------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from napari_dewedge.core.device import (
     resolve_device,
 )
 
-from .conftest import requires_cuda
+from ..conftest import requires_cuda
 
 
 def test_auto_prefers_cuda_then_cpu() -> None:

@@ -13,7 +13,7 @@ napari = pytest.importorskip("napari")
 
 from napari_dewedge.io import read_volume  # noqa: E402
 
-MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_dewedge" / "napari.yaml"
+MANIFEST = Path(__file__).resolve().parents[2] / "src" / "napari_dewedge" / "napari.yaml"
 
 
 @pytest.fixture

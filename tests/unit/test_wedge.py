@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -19,7 +16,7 @@ from napari_dewedge.core.wedge import (
     wedge_weights,
 )
 
-from .conftest import requires_cuda
+from ..conftest import requires_cuda
 
 GEOMETRIES = [
     WedgeGeometry(-60, 60, "y"),
@@ -167,14 +164,3 @@ def test_apply_wedge_on_cuda():
     expected = apply_wedge(volume)
     got = apply_wedge(volume.cuda()).cpu()
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-
-
-def test_core_does_not_import_qt_or_napari():
-    code = (
-        "import sys, napari_dewedge.core.wedge, napari_dewedge.core.spectra;"
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'superqt', 'torch')];"
-        "print(','.join(bad)); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, f"core imports {result.stdout.strip()}"

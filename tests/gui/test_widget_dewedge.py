@@ -110,10 +110,8 @@ def test_build_config_from_preset_and_form_values():
 
 
 def test_form_and_shared_wedge_state(viewer):
-    from napari_dewedge.widgets.dewedge import preset_values
+    from napari_dewedge.widgets.dewedge import DewedgeWidget, preset_values
     from napari_dewedge.widgets.state import get_wedge_state
-
-    from napari_dewedge.widgets.dewedge import DewedgeWidget
 
     source, _, geometry = _add_phantom(viewer)
     fresh = DewedgeWidget(viewer)

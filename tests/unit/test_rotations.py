@@ -20,7 +20,7 @@ from napari_dewedge.core.rotations import (
 )
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_mask, wedge_weights
 
-from .conftest import requires_cuda
+from ..conftest import requires_cuda
 
 AXIS_HALF_TURNS = ("180 about x", "180 about y", "180 about z")
 

@@ -23,7 +23,7 @@ from napari_dewedge.core.training import (
 )
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
 
-from .conftest import requires_cuda
+from ..conftest import requires_cuda
 
 GEOMETRY = WedgeGeometry(-60, 60)
 
