@@ -19,10 +19,9 @@ from qtpy.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from screenshots import _save  # noqa: E402 - the scripts folder's shared saver
-
 from napari_dewedge.io.napari_hooks import read_layers  # noqa: E402
 from napari_dewedge.widgets.dewedge import DewedgeWidget  # noqa: E402
+from screenshots import _save  # noqa: E402 - the scripts folder's shared saver
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ROOT / "docs" / "images"
 SHARED = ROOT.parent / "shared" / "data" / "tomograms"
