@@ -15,8 +15,7 @@ compare widget).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from .._lazy import lazy_names
 
 __all__ = ["WedgeInspector", "OrthoViews", "CompareWidget", "open_comparison", "get_wedge_state", "WedgeState"]
 
@@ -29,13 +28,4 @@ _WHERE = {
     "WedgeState": "state",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..training.sampling import _shape3
+
 __all__ = [
     "DEAD_ZONE_WEIGHT",
     "TilePlan",
@@ -26,15 +28,6 @@ __all__ = [
     "tile_grid",
     "tile_starts",
 ]
-
-
-def _shape3(shape: Sequence[int], name: str = "volume") -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3:
-        raise ValueError(f"{name} must be 3D (z, y, x), got shape {shape}")
-    if min(shape) < 1:
-        raise ValueError(f"{name} is empty: shape {shape}")
-    return shape  # type: ignore[return-value]
 
 
 def _as_int3(value: int | Sequence[int], name: str) -> tuple[int, int, int]:

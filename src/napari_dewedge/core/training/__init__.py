@@ -94,8 +94,7 @@ schedules as pure functions), :mod:`.checkpoint` and :mod:`.trainer`.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..._lazy import lazy_names
 
 # Names are loaded on first use: the settings schema (config) imports neither
 # numpy nor torch, so the command line's --help stays instant.
@@ -121,17 +120,6 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = [
     "ENERGY_OBJECTIVES",
     "NOISE_MODELS",
@@ -152,3 +140,5 @@ __all__ = [
     "standard",
     "thorough",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)
