@@ -411,6 +411,19 @@ def test_training_on_several_layers_and_halves(viewer, qtbot, errors):
     assert sources[0]["halves"] is True and sources[1]["halves"] is False
     assert WedgeGeometry.from_dict(sources[1]["wedge"]) == WedgeGeometry(-45, 50)  # its own recorded wedge
     assert widget.result_layer is not None and widget.result_layer.data.shape == source.data.shape
+    # the model is applied to every tomogram it was trained on
+    second = viewer.layers["second dewedged"]
+    assert second.data.shape == other.data.shape and second.metadata["provenance"]["source_layer"] == "second"
+    assert widget.result_layer.name == "sphere dewedged"  # the buttons act on the chosen tomogram's result
+
+    # a Labels layer restricts where subtomograms are drawn
+    mask = np.zeros(source.data.shape, np.int32)
+    mask[4:20, 4:20, 4:20] = 1
+    viewer.add_labels(mask, name="where", scale=SCALE)
+    widget.set_dataset(mask="where")
+    widget.dewedge()
+    _wait_done(qtbot, widget)
+    assert errors == [] and widget.model.training["sources"][0]["mask"] is True
 
     widget.set_dataset(even=even)  # one half alone is refused with a message
     assert widget.dewedge() is None and "both halves" in errors[-1]

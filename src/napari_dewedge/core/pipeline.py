@@ -186,7 +186,8 @@ class ModelReady:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The last event of a job that did not fail."""
+    """A job's result: its last event, or, for ``train_and_apply`` on several tomograms, one
+    per tomogram in order (``index``, ``name``), the last with ``last=True``."""
 
     model: "TrainedModel | None"
     result: "InferenceResult | None" = None
@@ -194,6 +195,9 @@ class Outcome:
     stopped: bool = False
     trained: bool = False
     message: str = ""
+    index: int = 0
+    name: str | None = None
+    last: bool = True
     kind: str = "result"
 
 
@@ -358,13 +362,15 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
 # --------------------------------------------------------------------------------------
 
 
-def _applied_volume(data: Any) -> np.ndarray:
-    """The volume ``train_and_apply`` applies its model to: the (first) tomogram trained on."""
+def _applied_volumes(data: Any) -> list[tuple[str | None, np.ndarray]]:
+    """``(name, volume)`` of each tomogram ``train_and_apply`` applies its model to: every one trained on."""
     from .dataset import TomogramData
 
+    if isinstance(data, TomogramData):
+        data = [data]
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], TomogramData):
-        data = data[0]
-    return np.asarray(data.volume if isinstance(data, TomogramData) else data)
+        return [(d.name, np.asarray(d.volume)) for d in data]
+    return [(None, np.asarray(data))]
 
 
 def train(volume: Any, spec: TrainSpec, control: JobControl | None = None, *, cpu_threads: int | None = None,
@@ -421,7 +427,8 @@ def apply(model: "TrainedModel | str | Path", volume: Any, spec: ApplySpec | Non
 def train_and_apply(volume: Any, train_spec: TrainSpec, apply_spec: ApplySpec | None = None,
                     control: JobControl | None = None, *, cpu_threads: int | None = None,
                     interval_s: float = YIELD_INTERVAL_S) -> Iterator[JobEvent]:
-    """Train on ``volume``, then apply the model to it.
+    """Train on ``volume`` (an array, a TomogramData or a list of them), then apply the model
+    to each tomogram trained on: one :class:`Outcome` per tomogram, in order.
 
     A stop during training ends the job with the model trained so far and no
     result. Without ``apply_spec`` the model is applied once (K = 1) on the
@@ -442,9 +449,14 @@ def train_and_apply(volume: Any, train_spec: TrainSpec, apply_spec: ApplySpec | 
                               message=f"stopped at step {model.steps_done} of {config.steps}; the model is kept")
                 return
             stage = "applying the model"
-            result = yield from _applying(model, _applied_volume(volume), apply_spec, control, interval_s)
-        yield Outcome(model, result, stopped=result is None, trained=True,
-                      message="" if result is not None else "stopped while applying the model; the model is kept")
+            volumes = _applied_volumes(volume)
+            for index, (name, data) in enumerate(volumes):
+                result = yield from _applying(model, data, apply_spec, control, interval_s)
+                if result is None:
+                    yield Outcome(model, None, stopped=True, trained=True, index=index, name=name,
+                                  message="stopped while applying the model; the model is kept")
+                    return
+                yield Outcome(model, result, trained=True, index=index, name=name, last=index == len(volumes) - 1)
     except Exception as exc:  # noqa: BLE001 - reported as the job's last event
         yield _failure(exc, stage)
     finally:
@@ -452,10 +464,11 @@ def train_and_apply(volume: Any, train_spec: TrainSpec, apply_spec: ApplySpec | 
 
 
 def run_job(events: Iterator[JobEvent], on_event: Any = None) -> Outcome:
-    """Run a job to its end (scripts, benchmarks): its :class:`Outcome`, or its failure raised.
+    """Run a job to its end (scripts, benchmarks): its last :class:`Outcome`, or its failure raised.
 
     ``on_event`` is called with every event, the last included.
     """
+    outcome = None
     for event in events:
         if on_event is not None:
             on_event(event)
@@ -464,5 +477,7 @@ def run_job(events: Iterator[JobEvent], on_event: Any = None) -> Outcome:
                 raise event.error
             raise RuntimeError(event.message)
         if event.kind == "result":
-            return event
-    raise RuntimeError("the job ended without a result")
+            outcome = event
+    if outcome is None:
+        raise RuntimeError("the job ended without a result")
+    return outcome

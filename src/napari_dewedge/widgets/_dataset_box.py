@@ -53,11 +53,15 @@ class DatasetBox(QWidget):
         halves.addWidget(self.even_combo, 1)
         halves.addWidget(QLabel("odd"))
         halves.addWidget(self.odd_combo, 1)
+        self.mask_combo = QComboBox()
+        self.mask_combo.setToolTip("A Labels layer of the chosen tomogram's shape: subtomograms are drawn only "
+                                   "where it is nonzero (none: the automatic foreground mask)")
         self.plan_label = QLabel("")
         self.plan_label.setWordWrap(True)
         form = QFormLayout(self)
         form.addRow("Also train on", self.more_list)
         form.addRow("Halves", halves)
+        form.addRow("Mask", self.mask_combo)
         form.addRow(self.plan_label)
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)
@@ -65,6 +69,10 @@ class DatasetBox(QWidget):
 
     def _layers(self) -> list:
         return [lay for lay in self.viewer.layers if trainable(lay)]
+
+    def _labels(self) -> list:
+        return [lay for lay in self.viewer.layers
+                if type(lay).__name__ == "Labels" and getattr(lay, "ndim", 0) == 3]
 
     def _named(self, name: str) -> Any:
         return next((lay for lay in self._layers() if lay.name == name), None)
@@ -77,6 +85,7 @@ class DatasetBox(QWidget):
         checked = {self.more_list.item(i).text() for i in range(self.more_list.count())
                    if self.more_list.item(i).checkState() == Qt.CheckState.Checked}
         halves = (self.even_combo.currentText(), self.odd_combo.currentText())
+        mask = self.mask_combo.currentText()
         self._syncing = True
         try:
             self.more_list.clear()
@@ -94,12 +103,15 @@ class DatasetBox(QWidget):
                     combo.addItem(lay.name)
             for combo, text in zip((self.even_combo, self.odd_combo), halves):
                 combo.setCurrentText(text if combo.findText(text) >= 0 else NONE)
+            self.mask_combo.clear()
+            self.mask_combo.addItems([NONE, *(lay.name for lay in self._labels())])
+            self.mask_combo.setCurrentText(mask if self.mask_combo.findText(mask) >= 0 else NONE)
         finally:
             self._syncing = False
         self.update_plan()
 
-    def choose(self, more: list | tuple = (), even: Any = None, odd: Any = None) -> None:
-        """Tick ``more`` and choose the halves (layers or layer names; None: no half)."""
+    def choose(self, more: list | tuple = (), even: Any = None, odd: Any = None, mask: Any = None) -> None:
+        """Tick ``more``, choose the halves and the mask (layers or layer names; None: none)."""
         self.refresh()
         names = {getattr(m, "name", m) for m in more}
         for i in range(self.more_list.count()):
@@ -107,6 +119,7 @@ class DatasetBox(QWidget):
             item.setCheckState(Qt.CheckState.Checked if item.text() in names else Qt.CheckState.Unchecked)
         self.even_combo.setCurrentText(getattr(even, "name", even) or NONE)
         self.odd_combo.setCurrentText(getattr(odd, "name", odd) or NONE)
+        self.mask_combo.setCurrentText(getattr(mask, "name", mask) or NONE)
         self.update_plan()
 
     def chosen(self) -> tuple[list, Any, Any]:
@@ -127,8 +140,11 @@ class DatasetBox(QWidget):
         data = []
         for index, lay in enumerate([layer, *more]):
             geometry = self._geometry() if index == 0 else (geometry_of(lay) or self._geometry())
-            halves = {"even": volume_of(even), "odd": volume_of(odd)} if index == 0 and even is not None else {}
-            data.append(TomogramData(volume_of(lay), geometry, lay.name, LayerFrame.of(lay).voxel_size, **halves))
+            parts = {"even": volume_of(even), "odd": volume_of(odd)} if index == 0 and even is not None else {}
+            mask = next((m for m in self._labels() if m.name == self.mask_combo.currentText()), None)
+            if index == 0 and mask is not None:
+                parts["mask"] = np.asarray(mask.data) > 0
+            data.append(TomogramData(volume_of(lay), geometry, lay.name, LayerFrame.of(lay).voxel_size, **parts))
         sizes = [(d.name, d.voxel_size[2]) for d in data if d.voxel_size is not None]
         if len(sizes) == len(data):
             check_voxel_sizes(sizes)

@@ -9,13 +9,44 @@ run's :class:`~napari_dewedge.core.layers.Provenance`.
 from __future__ import annotations
 
 import contextlib
+import copy
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.layers import LayerRef, Provenance, Role, role_of
+from ..core.layers import LayerFrame, LayerRef, Provenance, Role, layer_source, role_of
+from ..core.wedge import WedgeGeometry
 
-__all__ = ["ResultLayers"]
+__all__ = ["ResultLayers", "RunJob"]
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """What a run works on, taken when it starts (the layer may be edited or gone by the end).
+
+    ``kind`` is ``"train"`` or ``"apply"``; ``frame`` and ``metadata`` are the
+    source layer's at the start; ``others`` the jobs of the further layers a
+    training applies its model to.
+    """
+
+    kind: str
+    layer: LayerRef
+    name: str
+    path: str | None
+    geometry: WedgeGeometry
+    frame: LayerFrame
+    metadata: dict
+    started: float
+    model_path: str | None = None
+    others: tuple = ()
+
+    @classmethod
+    def of(cls, kind: str, layer: Any, geometry: WedgeGeometry, **more: Any) -> "RunJob":
+        name, path = layer_source(layer)
+        return cls(kind, LayerRef(layer), name, path, geometry, LayerFrame.of(layer),
+                   copy.deepcopy(dict(layer.metadata or {})), time.monotonic(), **more)
 
 
 class ResultLayers:
@@ -34,16 +65,15 @@ class ResultLayers:
         """The layer of ``ref`` while it is in the viewer, else None."""
         return ref.get(self.viewer.layers) if ref is not None else None
 
-    def show_preview(self, job: dict, preview: np.ndarray, origin: Any) -> None:
+    def show_preview(self, job: RunJob, preview: np.ndarray, origin: Any) -> None:
         """Show the preview subtomogram where it sits in the tomogram (one layer, updated)."""
-        layer_ref = job.get("layer")
-        source = layer_ref() if layer_ref is not None else None
+        source = job.layer()
         if source is None or preview.ndim != 3:
             return
-        placed = job["frame"].layer_kwargs(offset_voxels=origin)
+        placed = job.frame.layer_kwargs(offset_voxels=origin)
         layer = self.live(self.preview)
         if layer is None:
-            name = f"{job.get('name', source.name)} preview"
+            name = f"{job.name} preview"
             kwargs: dict[str, Any] = {
                 "name": name,
                 **placed,
@@ -67,32 +97,35 @@ class ResultLayers:
             layer.data = preview
             layer.translate = placed["translate"]
 
-    def add_results(self, job: dict, outcome: Any, model_path: str | None) -> None:
-        """Replace the preview by the result layer (and the uncertainty layer with K > 1)."""
+    def add_results(self, job: RunJob, outcome: Any, model_path: str | None, *, primary: bool = True) -> None:
+        """Replace the preview by the result layer (and the uncertainty layer with K > 1).
+
+        ``primary``: the result of the chosen tomogram, which the widget's buttons
+        (compare, save) act on; the results of a dataset's other tomograms are added
+        beside it."""
         result = outcome.result
         assert result is not None
-        name = job["name"]
+        name = job.name
         model_path = outcome.model_path or (model_path if not outcome.trained else None)
-        record = Provenance.of_result(name, job.get("path"), job["geometry"], model=outcome.model,
+        record = Provenance.of_result(name, job.path, job.geometry, model=outcome.model,
                                       model_path=model_path, inference=result.settings())
-        common = job["frame"].layer_kwargs()  # the frame when the run started: the layer may be gone by now
+        common = job.frame.layer_kwargs()  # the frame when the run started: the layer may be gone by now
         preview = self.live(self.preview)
         if preview is not None:
             self.viewer.layers.remove(preview)
         self.preview = None
 
-        meta = record.layer_metadata(job["metadata"])
+        meta = record.layer_metadata(job.metadata)
         layer = self._put(f"{name} dewedged", result.mean, meta, common, colormap="gray")
-        self.result = LayerRef(layer)
-        self.model = outcome.model
-        self.source = job["layer"]
+        ulayer = None
         if result.std is not None:
-            umeta = record.with_role(Role.UNCERTAINTY).layer_metadata(job["metadata"])
-            ulayer = self._put(f"{name} uncertainty", result.std, umeta, common, colormap="magma",
-                                     visible=False)
-            self.uncertainty = LayerRef(ulayer)
-        else:
-            self.uncertainty = None
+            umeta = record.with_role(Role.UNCERTAINTY).layer_metadata(job.metadata)
+            ulayer = self._put(f"{name} uncertainty", result.std, umeta, common, colormap="magma", visible=False)
+        if primary:
+            self.result = LayerRef(layer)
+            self.model = outcome.model
+            self.source = job.layer
+            self.uncertainty = LayerRef(ulayer) if ulayer is not None else None
 
     def _put(self, name: str, data: np.ndarray, metadata: dict, common: dict, *, colormap: str,
                    visible: bool = True) -> Any:

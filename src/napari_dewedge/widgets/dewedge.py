@@ -16,10 +16,10 @@ with K > 1 samples) with the source's frame and their provenance in
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import pipeline
-from ..core.layers import LayerFrame, LayerRef, layer_source
 from ..core.wedge import WedgeGeometry
 from ._dewedge_layout import PRESET_NAMES, build_layout
-from ._result_layers import ResultLayers
+from ._result_layers import ResultLayers, RunJob
 from ._runner import TaskRunner
 from ._settings_form import build_config, form_settings, preset_values
 from .panels import is_alive, volume_of
@@ -120,7 +119,7 @@ class DewedgeWidget(QWidget):
         self.runner = TaskRunner(self, napari_viewer)
         self.runner.finished.connect(self._handle_finished)
         self._control: pipeline.JobControl | None = None
-        self._job: dict[str, Any] = {}
+        self._job: RunJob | None = None
         self._latest_training: Any = None
         self._latest_inference: Any = None
         self._latest_preview: tuple[np.ndarray, Any] | None = None
@@ -277,10 +276,11 @@ class DewedgeWidget(QWidget):
             data = self.dataset.data(layer)
         except ValueError as exc:
             return self._refuse(f"Invalid settings: {exc}")
-        name, path = layer_source(layer)
-        job = {"kind": "train", "layer": LayerRef(layer), "name": name, "path": path, "geometry": data[0].geometry,
-               "config": config, "settings": settings, "started": time.monotonic()}
-        train_spec = pipeline.TrainSpec(data[0].geometry, config, source=path or name)
+        more, _, _ = self.dataset.chosen()
+        job = RunJob.of("train", layer, data[0].geometry,
+                        others=tuple(RunJob.of("train", lay, d.geometry) for lay, d in zip(more, data[1:])))
+        name = job.name
+        train_spec = pipeline.TrainSpec(data[0].geometry, config, source=job.path or name)
         apply_spec = pipeline.ApplySpec(samples=settings["samples"], device=config.device, seed=config.seed)
         others = f" and {len(data) - 1} more tomogram(s)" if len(data) > 1 else ""
         return self._start(
@@ -310,10 +310,8 @@ class DewedgeWidget(QWidget):
                     return None
             model = model_path = str(path)
         settings = self.settings()
-        name, src_path = layer_source(layer)
-        job = {"kind": "apply", "layer": LayerRef(layer), "name": name, "path": src_path,
-               "geometry": getattr(model, "geometry", self.geometry), "config": None, "settings": settings,
-               "model_path": model_path, "started": time.monotonic()}
+        job = RunJob.of("apply", layer, getattr(model, "geometry", self.geometry), model_path=model_path)
+        name = job.name
         spec = pipeline.ApplySpec(samples=settings["samples"], device=settings["device"], seed=settings["seed"],
                                   geometry=self.geometry)
         return self._start(
@@ -384,9 +382,9 @@ class DewedgeWidget(QWidget):
         self._set_status("Stopping after the current step\u2026")
         self.stop_button.setEnabled(False)
 
-    def set_dataset(self, more: list | tuple = (), even: Any = None, odd: Any = None) -> None:
-        """Choose the dataset's other tomograms and the chosen tomogram's halves (layers or names)."""
-        self.dataset.choose(more, even, odd)
+    def set_dataset(self, more: list | tuple = (), even: Any = None, odd: Any = None, mask: Any = None) -> None:
+        """Choose the dataset's other tomograms, the chosen tomogram's halves and mask (layers or names)."""
+        self.dataset.choose(more, even, odd, mask)
 
     def compare(self) -> Any:
         """Open the before/after comparison (compare widget and orthogonal views)."""
@@ -447,23 +445,19 @@ class DewedgeWidget(QWidget):
 
     # ------------------------------------------------------------------ running a job
 
-    def _start(self, func: Any, args: tuple, job: dict, *, total: int, desc: str, status: str) -> Any:
+    def _start(self, func: Any, args: tuple, job: RunJob, *, total: int, desc: str, status: str) -> Any:
         self.last_failure = None
         self.last_outcome = None
-        source = job["layer"]()
-        # taken when the run starts: the layer may be gone or edited by the end
-        job["frame"] = LayerFrame.of(source)
-        job["metadata"] = copy.deepcopy(dict(source.metadata or {}))
         self._job = job
         self._latest_training = None
         self._latest_inference = None
         self._latest_preview = None
-        if job["kind"] == "train":
+        if job.kind == "train":
             self.plot.clear()
             self.plot.redraw(force=True)
         self._preview_shown = self._plot_shown = 0.0
         control = self._control = pipeline.JobControl()
-        self._progress_phase = job["kind"]
+        self._progress_phase = job.kind
         task = self.runner.run(func, *args, control, key="job", cpu_threads=pipeline.gui_cpu_threads(),
                                on_yield=self._on_items, on_error=self._handle_errored,
                                on_cancel=control.request_stop, throttle_s=GUI_REFRESH_MS / 1000,
@@ -499,11 +493,15 @@ class DewedgeWidget(QWidget):
             self._latest_inference = item.event
         elif kind == "model":
             if not item.trained:  # loaded from a file: results are tagged with its wedge
-                self._job["geometry"] = item.model.geometry
+                self._job = replace(self._job, geometry=item.model.geometry)
         elif kind == "notice":
             from napari.utils.notifications import show_warning
 
             show_warning(item.message)
+        elif kind == "result" and item.index > 0:  # a dataset's further tomograms
+            self.layers.add_results(self._job.others[item.index - 1], item, None, primary=False)
+            self._set_status(f"Applied the model to {item.name} ({item.index + 1}/{len(self._job.others) + 1})")
+            self.last_outcome = item
         elif kind == "result":
             self._finish(item)
         elif kind == "failure":
@@ -546,7 +544,7 @@ class DewedgeWidget(QWidget):
         if self._progress_phase != "apply" and pbar is not None:  # the bar now counts tiles
             self._progress_phase = "apply"
             pbar.total = int(event.total_tiles)
-            pbar.set_description(f"Dewedge {self._job.get('name', '')}: applying")
+            pbar.set_description(f"Dewedge {self._job.name}: applying")
         sample = f", sample {event.sample}/{event.samples}" if event.samples > 1 else ""
         self._set_status(
             f"Applying the model: {event.done_tiles}/{event.total_tiles} tiles{sample} \u00b7 "
@@ -584,7 +582,7 @@ class DewedgeWidget(QWidget):
         self.plot.redraw()
         if outcome.result is not None:
             self.layers.add_results(self._job, outcome, self.model_path)
-            seconds = time.monotonic() - self._job.get("started", time.monotonic())
+            seconds = time.monotonic() - self._job.started
             self._set_status(
                 f"Done in {_format_seconds(seconds)}: added \"{self.result_layer.name}\""
                 + (f" and \"{self.uncertainty_layer.name}\"" if self.uncertainty_layer is not None else "")
