@@ -61,7 +61,7 @@ from .directional import (
     directional_resolution,
     spectral_anisotropy,
 )
-from .fsc import FSCResult, fsc, fsc_auc, missing_wedge_fsc, missing_wedge_fsc_auc
+from .fsc import FSCResult, fsc, fsc_auc, measured_fsc_auc, missing_wedge_fsc, missing_wedge_fsc_auc
 
 __all__ = [
     "FSCResult",
@@ -72,6 +72,7 @@ __all__ = [
     "fsc_auc",
     "missing_wedge_fsc",
     "missing_wedge_fsc_auc",
+    "measured_fsc_auc",
     "psnr",
     "spectral_anisotropy",
     "ssim",

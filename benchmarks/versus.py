@@ -1,0 +1,196 @@
+"""Restoration side by side: ours against a low-pass filter and IsoNet- and DeepDeWedge-style baselines.
+
+Every method gets the same scene and the same wall-clock budget on the same
+machine, in one run; the table gives PSNR, SSIM, the FSC-AUC inside the missing
+wedge (how much of it was restored), the FSC-AUC over the measured region (how
+faithful the result is where the data are) and the time used, and one figure
+per scene shows the central slices and Fourier slices of every method.
+
+Methods (the baselines are written from the papers' descriptions, with this
+project's networks and training loop, so that only the objective differs):
+
+- ``input``: the corrupted volume itself;
+- ``low-pass``: a Gaussian blur whose sigma is chosen with the truth (an oracle
+  no real user has: the best a blur can do);
+- ``isonet-style``: IsoNet's objective, the consistency loss alone (rotate the
+  prediction, remove the wedge again, ask for the same prediction) with random
+  noise added to its input; no energy, no fidelity term. IsoNet raises that
+  noise in steps over training; here it is drawn uniformly at each step;
+- ``ddw-style``: DeepDeWedge's idea, trained on even/odd half tomograms: the
+  network sees one half and is scored on the other through the measured region
+  (a masked Noise2Noise loss), plus the consistency loss; no energy;
+- ``ours``: the CryoGEN objective (energy prior + fidelity + consistency), the
+  quick preset, on the full tomogram;
+- ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity).
+
+Scenes: cell-like phantoms (``core/phantoms.cell``: a double membrane,
+filaments, dense particles) at SNR 1 with a ±60° wedge and at SNR 0.5 with
+−48..+64°; halves are two independent noise draws of twice the variance, so
+that their mean has the scene's SNR.
+
+    python benchmarks/versus.py --quick                 # 48^3, 40 s a method: a few minutes
+    python benchmarks/versus.py --budget 300            # 96^3, 5 minutes a method (the issue's budget)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("input", "low-pass", "isonet-style", "ddw-style", "ours", "ours-halves")
+SCENES = {
+    "cell-snr1-sym": dict(snr=1.0, tilt=(-60.0, 60.0), seed=11),
+    "cell-snr0.5-asym": dict(snr=0.5, tilt=(-48.0, 64.0), seed=12),
+}
+
+
+@dataclass
+class Row:
+    scene: str
+    method: str
+    psnr: float
+    ssim: float
+    wedge_auc: float
+    measured_auc: float
+    seconds: float
+    steps: int | None = None
+
+
+def make_scene(name: str, size: int):
+    from napari_dewedge.core.phantoms import cell, corrupt
+    from napari_dewedge.core.wedge import WedgeGeometry
+
+    spec = SCENES[name]
+    geometry = WedgeGeometry(*spec["tilt"], "y")
+    truth = cell(size, seed=spec["seed"])
+    even = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=spec["seed"] * 10 + 1)
+    odd = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=spec["seed"] * 10 + 2)
+    full = ((even.astype(np.float64) + odd) / 2).astype(np.float32)
+    return truth, full, even, odd, geometry
+
+
+def low_pass_oracle(observed: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, float]:
+    from scipy.ndimage import gaussian_filter
+
+    from napari_dewedge.core.metrics import psnr
+
+    best = max((psnr(gaussian_filter(observed, s), truth), s) for s in (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0))
+    return gaussian_filter(observed, best[1]), best[1]
+
+
+def _config(method: str, device, seed: int, steps: int | None):
+    from napari_dewedge.core.training import TrainingConfig
+
+    overrides = {"device": str(device), "seed": seed}
+    if steps is not None:
+        overrides["steps"] = steps
+    if method in ("isonet-style", "ddw-style"):
+        overrides.update(energy_weight=0.0, lambda_decay=False)
+    if method == "isonet-style":
+        overrides.update(fidelity_weight=0.0)
+    return TrainingConfig.preset("quick", **overrides)
+
+
+def trained(method: str, full, even, odd, geometry, budget_s: float, device, seed: int, steps: int | None):
+    """Train under the budget (a stop when it runs out) and apply; returns (volume, seconds, steps)."""
+    from napari_dewedge.core import pipeline
+    from napari_dewedge.core.dataset import TomogramData
+
+    halves = method in ("ddw-style", "ours-halves")
+    data = TomogramData(full, geometry, method, even=even if halves else None, odd=odd if halves else None)
+    control = pipeline.JobControl()
+    timer = threading.Timer(budget_s, control.request_stop)
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        outcome = pipeline.run_job(pipeline.train(data, pipeline.TrainSpec(geometry, _config(method, device, seed,
+                                                                                             steps)), control))
+    finally:
+        timer.cancel()
+    model = outcome.model
+    result = pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device))).result
+    return result.mean, time.perf_counter() - t0, model.steps_done
+
+
+def score(scene: str, method: str, volume, truth, geometry, seconds: float, steps=None) -> Row:
+    from napari_dewedge.core.metrics import measured_fsc_auc, missing_wedge_fsc_auc, psnr, ssim
+
+    return Row(scene, method, psnr(volume, truth), ssim(volume, truth), missing_wedge_fsc_auc(volume, truth, geometry),
+               measured_fsc_auc(volume, truth, geometry), seconds, steps)
+
+
+def table(rows: list[Row]) -> str:
+    out = ["| scene | method | PSNR (dB) | SSIM | missing-wedge FSC-AUC | measured-region FSC-AUC | time (s) | steps |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r.scene} | {r.method} | {r.psnr:.2f} | {r.ssim:.3f} | {r.wedge_auc:.3f} | "
+                   f"{r.measured_auc:.3f} | {r.seconds:.0f} | {'' if r.steps is None else r.steps} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="48^3 scenes, 40 s a method")
+    parser.add_argument("--size", type=int, default=None, help="scene edge in voxels (default 96; 48 with --quick)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds of training a method (default 300)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the quick preset's)")
+    parser.add_argument("--scenes", nargs="+", choices=tuple(SCENES), default=tuple(SCENES))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks", help="folder for table and figures")
+    args = parser.parse_args(argv)
+    size = args.size or (48 if args.quick else 96)
+    budget = args.budget or (40.0 if args.quick else 300.0)
+
+    import torch
+
+    from napari_dewedge.core.device import resolve_device
+    from napari_dewedge.core.files import atomic_output
+    from napari_dewedge.figures import save_comparison_figure
+
+    device = resolve_device(args.device)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    rows: list[Row] = []
+    for scene in args.scenes:
+        truth, full, even, odd, geometry = make_scene(scene, size)
+        volumes = {"truth": truth}
+        for method in args.methods:
+            print(f"[{scene}] {method} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            steps = None
+            if method == "input":
+                volume = full
+            elif method == "low-pass":
+                volume, sigma = low_pass_oracle(full, truth)
+                method = f"low-pass (sigma {sigma:g})"
+            else:
+                volume, _, steps = trained(method, full, even, odd, geometry, budget, device, args.seed, args.steps)
+            row = score(scene, method, volume, truth, geometry, time.perf_counter() - t0, steps)
+            print(f"  {table([row]).splitlines()[-1]}", file=sys.stderr, flush=True)
+            rows.append(row)
+            volumes[method] = volume
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_comparison_figure(args.out / f"versus_{scene}{'_quick' if args.quick else ''}.png",
+                               {k: v for k, v in volumes.items() if k != "truth"} | {"truth": truth},
+                               geometry=geometry, title=f"{scene}: every method, {budget:.0f} s each, {device_name}")
+    md = (f"# Restoration side by side\n\nScenes {size}^3; training budget {budget:.0f} s a method; device "
+          f"{device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n" + table(rows) + "\n")
+    path = args.out / f"versus{'_quick' if args.quick else ''}.md"
+    with atomic_output(path, "w", encoding="utf-8") as fh:
+        fh.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
