@@ -99,20 +99,41 @@ def _config(method: str, device, seed: int, steps: int | None):
     return TrainingConfig.preset("quick", **overrides)
 
 
+def _seconds_per_step(method: str, data, geometry, device, seed: int) -> float:
+    """A short calibration run: the median time of a training step of this method here."""
+    from napari_dewedge.core import pipeline
+
+    times, last = [], None
+    for event in pipeline.train(data, pipeline.TrainSpec(geometry, _config(method, device, seed, 6)),
+                                interval_s=0.0):
+        if event.kind == "training":
+            now = time.perf_counter()
+            if event.event.step > 1 and last is not None:
+                times.append(now - last)
+            last = now
+    return float(np.median(times)) if times else 1.0
+
+
 def trained(method: str, full, even, odd, geometry, budget_s: float, device, seed: int, steps: int | None):
-    """Train under the budget (a stop when it runs out) and apply; returns (volume, seconds, steps)."""
+    """Train for the budget and apply; returns (volume, seconds, steps).
+
+    The number of steps is chosen so that the whole schedule (warm-up, lambda,
+    decay) fits the budget, from a short calibration of this method's step time
+    (unless ``steps`` is given); a stop at the budget guards the rest."""
     from napari_dewedge.core import pipeline
     from napari_dewedge.core.dataset import TomogramData
 
     halves = method in ("ddw-style", "ours-halves")
     data = TomogramData(full, geometry, method, even=even if halves else None, odd=odd if halves else None)
+    if steps is None:
+        steps = max(10, int(0.9 * budget_s / _seconds_per_step(method, data, geometry, device, seed)))
     control = pipeline.JobControl()
     timer = threading.Timer(budget_s, control.request_stop)
     t0 = time.perf_counter()
     timer.start()
     try:
-        outcome = pipeline.run_job(pipeline.train(data, pipeline.TrainSpec(geometry, _config(method, device, seed,
-                                                                                             steps)), control))
+        spec = pipeline.TrainSpec(geometry, _config(method, device, seed, steps))
+        outcome = pipeline.run_job(pipeline.train(data, spec, control))
     finally:
         timer.cancel()
     model = outcome.model

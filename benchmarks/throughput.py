@@ -1,0 +1,203 @@
+"""Training and inference speed against the machine's own limit, measured in one run.
+
+Prints, for the chosen device:
+
+- the dense matmul rate (float32 on a CPU, bfloat16 on a GPU): the baseline;
+- a training step: seconds, subtomograms per second and achieved FLOP/s as a
+  percentage of that matmul rate;
+- inference: voxels per second and achieved FLOP/s as a percentage, and the
+  peak GPU memory (on CUDA).
+
+FLOPs are counted from the networks' layers (forward hooks on every Conv3d,
+ConvTranspose3d and Linear: 2 x multiply-adds), for one forward pass, then
+scaled by the passes a training step makes: the generator runs twice with
+gradients (prediction, consistency) and once without (the frozen copy's
+target); the energy network four times with gradients (real, fake, the
+gradient-penalty mixture, the generator's update). A pass with gradients
+counts three forwards (forward plus a backward of about twice its cost).
+The count is an estimate of useful work: it leaves out FFTs, rotations and
+normalisation layers.
+
+    python benchmarks/throughput.py --quick          # a few minutes on a 2-core CPU
+    python benchmarks/throughput.py --device cuda    # a GPU: the standard preset, a 1000x1000x300 tomogram
+    python benchmarks/throughput.py --no-amp         # mixed precision off
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def matmul_rate(device, dtype, n: int, seconds: float = 2.0) -> float:
+    """Dense matmul FLOP/s of ``n x n`` matrices on ``device``."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    _sync(device)
+    return 2.0 * n**3 * count / (time.perf_counter() - t0)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_flops(module, shape: tuple[int, ...], device) -> float:
+    """FLOPs of one forward pass of ``module`` on a batch of ``shape`` (conv and linear layers)."""
+    import torch
+    from torch import nn
+
+    total = [0.0]
+
+    def hook(layer, inputs, output):
+        if isinstance(layer, nn.Linear):
+            total[0] += 2.0 * layer.in_features * layer.out_features * output.shape[0]
+        elif isinstance(layer, (nn.Conv3d, nn.ConvTranspose3d)):
+            k = float(np.prod(layer.kernel_size))
+            per_out = 2.0 * k * layer.in_channels / layer.groups
+            spatial = output if isinstance(layer, nn.Conv3d) else inputs[0]
+            total[0] += per_out * layer.out_channels * float(np.prod(spatial.shape[2:])) * spatial.shape[0]
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (nn.Linear, nn.Conv3d, nn.ConvTranspose3d))]
+    try:
+        with torch.no_grad():
+            module.to(device)(torch.zeros(shape, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def training_step(preset: str, device, amp: bool, size: int, steps: int, seed: int = 0) -> dict:
+    from napari_dewedge.core.phantoms import cell, corrupt
+    from napari_dewedge.core.training import Trainer, TrainingConfig
+    from napari_dewedge.core.wedge import WedgeGeometry
+
+    geometry = WedgeGeometry()
+    volume = corrupt(cell(size, seed=seed), geometry, snr=1.0, seed=seed)
+    warm = 3
+    config = TrainingConfig.preset(preset, device=str(device), amp=amp, steps=warm + steps, preview_every=0,
+                                   checkpoint_every_s=None, seed=seed)
+    trainer = Trainer(volume, geometry, config)
+    times = []
+    last = None
+    for event in trainer.run():
+        now = time.perf_counter()
+        if event.step > warm and last is not None:
+            times.append(now - last)
+        last = now
+    per_step = float(np.median(times))
+    d, b = trainer.subtomo_size, config.batch_size
+    g = forward_flops(trainer._g, (b, 1, d, d, d), device)
+    e = forward_flops(trainer._e, (b, 1, d, d, d), device)
+    flops = 3 * 2 * g + g + 3 * 4 * e
+    return {"seconds_per_step": per_step, "subtomograms_per_s": b / per_step, "flops_per_step": flops,
+            "flop_rate": flops / per_step, "subtomo_size": d, "batch": b}
+
+
+def inference(preset: str, device, amp: bool, shape: tuple[int, int, int]) -> dict:
+    import torch
+
+    from napari_dewedge.core import pipeline
+    from napari_dewedge.core.model import TrainedModel, current_versions
+    from napari_dewedge.core.networks import build_generator
+    from napari_dewedge.core.training import TrainingConfig
+    from napari_dewedge.core.wedge import WedgeGeometry
+
+    config = TrainingConfig.preset(preset)
+    generator = build_generator(config.unet)
+    model = TrainedModel(generator=generator, network=generator.config(), geometry=WedgeGeometry(),
+                         normalization={"mean": 0.0, "std": 1.0}, subtomo_size=config.subtomo_size,
+                         training=config.to_dict(), history=[], voxel_size=None, versions=current_versions(),
+                         steps_done=0, source="throughput")
+    volume = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    from napari_dewedge.core.inference.tiles import plan_tiles
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    result = pipeline.run_job(pipeline.apply(model, volume, pipeline.ApplySpec(device=device))).result
+    seconds = time.perf_counter() - t0
+    plan = plan_tiles(shape, result.tile[0], result.overlap[0], generator.padding_multiple, generator.min_size)
+    per_tile = forward_flops(generator, (1, 1, *plan.tile), device)
+    out = {"seconds": seconds, "voxels_per_s": float(np.prod(shape)) / seconds,
+           "flop_rate": per_tile * len(plan) / seconds, "tile": "x".join(map(str, plan.tile))}
+    if device.type == "cuda":
+        out["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="CPU sizes: a 64^3 scene, a 128x128x64 tomogram")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (tests)")
+    parser.add_argument("--preset", default=None, help="training preset (default: quick on a CPU, standard on a GPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps")
+    parser.add_argument("--no-amp", action="store_true", help="mixed precision off (CUDA)")
+    parser.add_argument("--out", type=Path, default=None, help="append the results as markdown to this file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from napari_dewedge.core.device import resolve_device
+
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    preset = args.preset or ("standard" if gpu else "quick")
+    amp = not args.no_amp
+    if args.smoke:
+        size, steps, shape, n = 32, args.steps or 2, (32, 48, 48), 256
+    elif args.quick or not gpu:
+        size, steps, shape, n = 64, args.steps or 8, (64, 128, 128), 1024
+    else:
+        size, steps, shape, n = 128, args.steps or 20, (300, 1000, 1000), 8192
+    dtype = torch.bfloat16 if gpu else torch.float32
+    name = torch.cuda.get_device_name(device) if gpu else \
+        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    rate = matmul_rate(device, dtype, n, seconds=0.5 if args.smoke else 2.0)
+    train = training_step(preset, device, amp, size, steps)
+    infer = inference(preset, device, amp, shape)
+    lines = [
+        f"### Throughput: {name}, preset {preset}, mixed precision {'on' if amp and gpu else 'off'}",
+        "",
+        f"- dense matmul ({'bfloat16' if gpu else 'float32'}, {n}^2): {rate / 1e9:.1f} GFLOP/s",
+        f"- training step ({train['batch']} x {train['subtomo_size']}^3): {train['seconds_per_step']:.3f} s, "
+        f"{train['subtomograms_per_s']:.1f} subtomograms/s, {train['flop_rate'] / 1e9:.2f} GFLOP/s = "
+        f"{100 * train['flop_rate'] / rate:.1f} % of the matmul rate",
+        f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
+        f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "
+        f"{100 * infer['flop_rate'] / rate:.1f} % of the matmul rate"
+        + (f", peak GPU memory {infer['peak_gib']:.2f} GiB" if "peak_gib" in infer else ""),
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out is not None:
+        with open(args.out, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    print(f"torch {torch.__version__}, Python {platform.python_version()}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
