@@ -24,7 +24,7 @@ def pump(seconds):
         time.sleep(0.01)
 
 viewer = napari.Viewer(show=True, title="napari-dewedge")
-viewer.window._qt_window.resize(1500, 940)
+viewer.window._qt_window.resize(1500, 1100)
 viewer.open_sample("napari-dewedge", "microtubule")
 layer = viewer.layers[0]
 widget = DewedgeWidget(viewer)
