@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,7 +48,8 @@ __all__ = [
 
 TABLE_COLUMNS = ("tomogram", "tilt_min", "tilt_max", "tilt_axis", "even", "odd", "mask", "voxel_size")
 TILT_SUFFIXES = (".tlt", ".rawtlt")
-#: Relative difference of voxel sizes above which tomograms are not trained together.
+#: Relative difference of voxel sizes above which tomograms are not trained together
+#: (and applying a model trained on other voxels warns).
 VOXEL_SIZE_TOLERANCE = 0.05
 #: Name endings that tomograms have and their tilt files do not (``TS_01_rec.mrc`` beside ``TS_01.tlt``).
 _TOMOGRAM_ENDINGS = ("_full_rec", "_rec", "_flipped", "_bin2", "_bin4", "_bin8")
@@ -76,15 +77,8 @@ class TomogramEntry:
     voxel_size: float | None = None
 
     @property
-    def name(self) -> str:
-        return self.tomogram.name
-
-    @property
     def has_halves(self) -> bool:
         return self.even is not None and self.odd is not None
-
-    def with_geometry(self, geometry: WedgeGeometry) -> TomogramEntry:
-        return replace(self, geometry=geometry)
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dataset import VOXEL_SIZE_TOLERANCE
 from .wedge import WedgeGeometry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,8 +66,6 @@ __all__ = [
 
 #: Smallest interval (s) between two training or inference progress events.
 YIELD_INTERVAL_S = 0.05
-#: Relative voxel-size difference above which applying a model warns.
-VOXEL_SIZE_TOLERANCE = 0.05
 
 
 # --------------------------------------------------------------------------------------
@@ -289,14 +288,8 @@ def _trainer(data: Any, spec: TrainSpec, control: JobControl) -> Any:
     from .training import Trainer
 
     dataset = as_dataset(data, spec.geometry, voxel_size=spec.voxel_size, name=spec.source or "volume")
-    if len(dataset) == 1 and not dataset[0].has_halves and dataset[0].mask is None:
-        one = dataset[0]
-        trainer = Trainer(np.asarray(one.volume), one.geometry, spec.config, voxel_size=one.voxel_size,
-                          source=spec.source or one.name, resume_from=spec.resume_from,
-                          checkpoint_path=spec.checkpoint_path)
-    else:
-        trainer = Trainer(dataset, None, spec.config, resume_from=spec.resume_from,
-                          checkpoint_path=spec.checkpoint_path)
+    trainer = Trainer(dataset, None, spec.config, source=spec.source, resume_from=spec.resume_from,
+                      checkpoint_path=spec.checkpoint_path)
     control._trainer = trainer
     if control.stop_requested:
         trainer.request_stop()
