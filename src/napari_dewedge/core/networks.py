@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 NORMS = ("instance", "batch", "group", "none")
+#: Memory layout of the networks' weights and activations: channels last is about
+#: twice as fast for the narrow 3D convolutions here on CPUs (oneDNN), and suits GPUs.
+CHANNELS_LAST = torch.channels_last_3d
 _SLOPE = 0.1  # LeakyReLU slope in the U-Net
 _ENERGY_SLOPE = 0.2  # LeakyReLU slope in the energy network
 
@@ -145,6 +148,7 @@ class UNet3D(nn.Module):
         if self.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        self.to(memory_format=CHANNELS_LAST)
 
     @property
     def padding_multiple(self) -> int:
@@ -184,7 +188,7 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         skips = []
-        h = x
+        h = x.contiguous(memory_format=CHANNELS_LAST)
         for enc, down in zip(self.encoders, self.downs):
             h = enc(h)
             skips.append(h)
@@ -193,7 +197,7 @@ class UNet3D(nn.Module):
         for up, dec in zip(self.ups, self.decoders):
             h = up(h)
             h = dec(torch.cat([h, skips.pop()], dim=1))
-        out = self.head(h)
+        out = self.head(h).contiguous()
         if self.residual:
             out = out + x
         return out
@@ -236,6 +240,7 @@ class EnergyNet(nn.Module):
             nn.ReLU(),
             sn(nn.Linear(w, 1)),
         )
+        self.to(memory_format=CHANNELS_LAST)
 
     def config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this network (see :func:`build_energy`)."""
@@ -246,7 +251,7 @@ class EnergyNet(nn.Module):
             raise ValueError(
                 f"EnergyNet expects input of shape (batch, {self.in_channels}, z, y, x), got {tuple(x.shape)}"
             )
-        return self.head(self.features(x)).squeeze(1)
+        return self.head(self.features(x.contiguous(memory_format=CHANNELS_LAST))).squeeze(1)
 
 
 def _build(cls: type, config: Mapping[str, Any] | None, what: str) -> nn.Module:
