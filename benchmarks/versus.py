@@ -86,10 +86,26 @@ def low_pass_oracle(observed: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray
     return gaussian_filter(observed, best[1]), best[1]
 
 
+#: Settings given with ``--set`` (applied to ``ours`` and ``ours-halves``: the screening of a lever).
+OURS_OVERRIDES: dict = {}
+
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    import ast
+
+    key, _, value = text.partition("=")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def _config(method: str, device, seed: int, steps: int | None):
     from napari_dewedge.core.training import TrainingConfig
 
     overrides = {"device": str(device), "seed": seed}
+    if method.startswith("ours"):
+        overrides.update(OURS_OVERRIDES)
     if steps is not None:
         overrides["steps"] = steps
     if method in ("isonet-style", "ddw-style"):
@@ -167,10 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for ours and ours-halves (a lever to screen); repeatable")
+    parser.add_argument("--name", default=None, help="suffix of the table and figure files")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks", help="folder for table and figures")
     args = parser.parse_args(argv)
     size = args.size or (48 if args.quick else 96)
     budget = args.budget or (40.0 if args.quick else 300.0)
+    OURS_OVERRIDES.update(dict(_parse_setting(s) for s in args.settings))
+    suffix = f"_{args.name}" if args.name else ("_quick" if args.quick else "")
 
     import torch
 
@@ -201,12 +222,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             volumes[method] = volume
         args.out.mkdir(parents=True, exist_ok=True)
-        save_comparison_figure(args.out / f"versus_{scene}{'_quick' if args.quick else ''}.png",
+        save_comparison_figure(args.out / f"versus_{scene}{suffix}.png",
                                {k: v for k, v in volumes.items() if k != "truth"} | {"truth": truth},
                                geometry=geometry, title=f"{scene}: every method, {budget:.0f} s each, {device_name}")
     md = (f"# Restoration side by side\n\nScenes {size}^3; training budget {budget:.0f} s a method; device "
-          f"{device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n" + table(rows) + "\n")
-    path = args.out / f"versus{'_quick' if args.quick else ''}.md"
+          f"{device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}"
+          + (f"; ours with {', '.join(args.settings)}" if args.settings else "") + ".\n\n" + table(rows) + "\n")
+    path = args.out / f"versus{suffix}.md"
     with atomic_output(path, "w", encoding="utf-8") as fh:
         fh.write(md)
     print(md)
