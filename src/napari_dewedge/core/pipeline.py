@@ -338,7 +338,7 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
     last = 0.0
     result = None
     for event in run_inference(model, volume, samples=int(spec.samples), noise_scale=spec.noise_scale,
-                               device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
+                               geometry=spec.geometry, device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
                                batch_size=spec.batch_size, stop=lambda: control.stop_requested):
         now = time.monotonic()
         if event.done or now - last >= interval_s:

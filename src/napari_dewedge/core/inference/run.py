@@ -241,10 +241,22 @@ def _normalization(model: Any, volume: np.ndarray) -> tuple[Callable, Callable]:
     return (lambda x: (x - mean) / std), (lambda y: y * std + mean)
 
 
+def _input_filter(model: Any, geometry: Any) -> Callable | None:
+    """The wedge filter of the generator's input, for a model trained with ``filter_input``
+    (the volume's wedge ``geometry``, or the model's when None); None otherwise."""
+    if not (getattr(model, "training", None) or {}).get("filter_input"):
+        return None
+    from ..wedge import apply_wedge
+
+    wedge = geometry if geometry is not None else model.geometry
+    return None if wedge is None else (lambda x: apply_wedge(x, wedge))
+
+
 def run_inference(
     model: "TrainedModel",
     volume: np.ndarray,
     *,
+    geometry: Any = None,
     tile: int | None = None,
     overlap: int | None = None,
     batch_size: int | None = None,
@@ -279,6 +291,10 @@ def run_inference(
         several. ``seed`` makes the noise reproducible.
     device
         ``"auto"``, ``"cpu"``, ``"cuda:0"``... (see ``core.device``).
+    geometry
+        The volume's missing wedge (a :class:`~napari_dewedge.core.wedge.WedgeGeometry`):
+        a model trained with ``filter_input`` sees each tile through its measured
+        region (default: the model's wedge).
     stop
         Called between batches; when it returns True the run ends early with a
         last event ``done=True, stopped=True, result=None``.
@@ -345,6 +361,7 @@ def run_inference(
         torch_gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
 
     normalize, denormalize = _normalization(model, volume)
+    seen = _input_filter(model, geometry)
     was_training = generator.training
     home = next((p.device for p in generator.parameters()), None)
     generator.to(dev)
@@ -366,6 +383,8 @@ def run_inference(
                 with torch.inference_mode():
                     x = torch.from_numpy(batch).to(dev)
                     x = normalize(x)
+                    if seen is not None:
+                        x = seen(x)
                     if noise > 0:
                         x = x + noise * torch.randn(x.shape, generator=torch_gen, device=dev, dtype=x.dtype)
                     with autocast_context(dev, enabled=amp):

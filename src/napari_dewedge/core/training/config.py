@@ -32,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "ENERGY_OBJECTIVES",
+    "FIDELITY_TARGETS",
     "NOISE_MODELS",
     "PRESETS",
     "Setting",
@@ -46,6 +47,7 @@ __all__ = [
 
 ENERGY_OBJECTIVES = ("gan", "wgan-gp")
 NOISE_MODELS = ("auto", "white", "wedge", "none")
+FIDELITY_TARGETS = ("observation", "recorrupted")
 _MIN_SIGMA_N = 0.5
 _NOISE_SCALE_RANGE = (0.1, 2.0)
 _DEFAULT_UNET: dict[str, Any] = {"depth": 3, "width": 16, "norm": "instance", "residual": True}
@@ -253,6 +255,16 @@ class TrainingConfig:
         "Weight of the energy term in the generator's loss.", "Energy weight", minimum=0.0))
     fidelity_weight: float = field(default=1.0, metadata=_meta(
         "Weight of the data-fidelity term in the generator's loss.", "Fidelity weight", minimum=0.0))
+    fidelity_target: str = field(default="observation", metadata=_meta(
+        "What the generator's input and the data-fidelity term see on a single tomogram: the observation "
+        "with extra noise in and the observation as target (observation), or the observation plus a "
+        "noise draw in and minus the same draw as target (recorrupted), so that the target's noise is "
+        "independent of the input's and cannot be copied. With even/odd halves the other half is the target.",
+        "Fidelity target", choices=FIDELITY_TARGETS))
+    filter_input: bool = field(default=False, metadata=_meta(
+        "Whether the generator's input is seen through the measured region first: inside the missing wedge "
+        "a tomogram holds nothing but noise, which the network would otherwise carry into its output.",
+        "Drop the wedge's noise from the input"))
     energy_steps: int = field(default=1, metadata=_meta(
         "Updates of the energy network per training step.", "Energy updates per step", minimum=1))
     unet: dict[str, Any] = field(default_factory=lambda: dict(_DEFAULT_UNET), metadata=_meta(

@@ -364,7 +364,8 @@ class Trainer:
         corner = tuple(int((s - size) // 2) for s in vol_shape)
         self._preview_origin = corner
         cube = extract_subtomograms(self._volume, np.array([corner]), size)
-        self._preview_input = torch.from_numpy(self._normalize(cube)[:, None]).to(self.device)
+        self._preview_input = self._seen(torch.from_numpy(self._normalize(cube)[:, None]).to(self.device),
+                                         self.geometry)
         self._measured = measured_fraction((size,) * 3, self.geometry)
         first.measured = self._measured
 
@@ -444,6 +445,18 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------
 
+    def _seen(self, x: torch.Tensor, geometry: WedgeGeometry) -> torch.Tensor:
+        """What the generator sees of ``x``: its measured region alone with ``filter_input``."""
+        return apply_wedge(x, geometry) if self.config.filter_input else x
+
+    def _fidelity_pair(self, y: torch.Tensor, y_obs: torch.Tensor, e_g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's input and the fidelity target (``fidelity_target``; halves: the other half)."""
+        if self._target is None and self.config.fidelity_target == "recorrupted":
+            z = self._synthetic_noise(tuple(y.shape))  # the observation's noise statistics
+            if z is not None:  # y + z and y - z carry independent noise (Recorrupted-to-Recorrupted)
+                return y + z, y - z
+        return y + e_g, y_obs
+
     def _amp(self) -> Any:
         return autocast_context(self.device, enabled=self._amp_dtype is not None)
 
@@ -490,8 +503,9 @@ class Trainer:
 
         g.train()
         e.train()
+        y_in, y_fid = self._fidelity_pair(y, y_obs, e_g)
         with self._amp():
-            pred = g(y + e_g)
+            pred = g(self._seen(y_in, T))
         pred = pred.float()
         # both sides seen through the wedge: a crop of the tomogram is not exactly wedge-filtered
         # (its edges leak power into the wedge), and the energy network would learn that alone
@@ -518,12 +532,12 @@ class Trainer:
             e_gen = e(fake).float()
         # wgan-gp: E(fake) - E(real), the gradient of E(fake), reported as the (estimated) Wasserstein gap
         energy = L.generator_energy_loss(e_gen, cfg.energy_objective, stats["e_real"])
-        fidelity = L.fidelity_loss(pred, y_obs, T, self._noise_model["sigma_n"])
+        fidelity = L.fidelity_loss(pred, y_fid, T, self._noise_model["sigma_n"])
         consistency = torch.zeros((), device=self.device)
         cons_term = None
         if lam > 0:
             with torch.no_grad(), self._amp():
-                target = self._g_frozen(y).float()
+                target = self._g_frozen(self._seen(y, T)).float()
             e_h = scale * self._randn(shape)
             crots = [WEDGE_MOVING_ROTATIONS[i] for i in cons_idx]
             inverses = [_INVERSES[i] for i in cons_idx]
