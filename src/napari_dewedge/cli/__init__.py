@@ -246,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("fit", help="train a model on one or more tomograms",
-                       description="Train one model on tomograms (MRC) of one acquisition and save it.")
+                       description="Train one model on tomograms (MRC) of one acquisition and save it.",
+                       epilog="On several GPUs (or CPU processes): torchrun --standalone --nproc-per-node N -m "
+                              "napari_dewedge fit ...; every step then trains on N x --batch-size subtomograms and "
+                              "rank 0 writes the model and the checkpoints (see docs/cluster.md).")
     _add_inputs(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (e.g. model.pt)")
     _add_training(p)
@@ -304,10 +307,20 @@ def _version() -> str:
     return __version__
 
 
+def _other_rank() -> bool:
+    """Whether this is a process other than rank 0 of a torchrun launch."""
+    from ..core.training.distributed import launch_env
+
+    env = launch_env()
+    return env is not None and not env.is_main
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``napari-dewedge`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if _other_rank():
+        args.quiet = True  # under torchrun, rank 0 alone prints (errors are printed by every rank)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:

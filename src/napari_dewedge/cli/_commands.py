@@ -6,6 +6,11 @@ Inputs are a list of tomograms or a table (``--table``, see
 input, or ``OUTDIR/<stem>_dewedged.mrc`` for several (or when ``-o`` is a
 folder), skipping results already written so that a stopped batch resumes, and
 taking every N-th input with ``--shard I/N``.
+
+Under ``torchrun`` (:mod:`napari_dewedge.core.training.distributed`) ``fit``
+trains on every process together and rank 0 alone prints and writes the model;
+``apply`` gives each process its share of the inputs (of its ``--shard``, if
+given); ``run`` does both: every process applies the same model to its share.
 """
 
 from __future__ import annotations
@@ -159,7 +164,21 @@ def _format_losses(losses: Any) -> str:
 
 
 def train(data: list, args: argparse.Namespace, device: Any, save_to: Path | None, inputs: list[Path]):
-    """Train on the dataset; on Ctrl-C the model so far is saved (when ``save_to``) and re-raised."""
+    """Train on the dataset; on Ctrl-C the model so far is saved (when ``save_to``) and re-raised.
+
+    Under torchrun every process trains, in one process group for the call;
+    only rank 0 saves (``save_to`` is ignored elsewhere).
+    """
+    from ..core.training import distributed
+
+    env = distributed.launch_env()
+    if env is not None and not env.is_main:
+        save_to = None
+    with distributed.session(device):
+        return _train(data, args, device, save_to, inputs)
+
+
+def _train(data: list, args: argparse.Namespace, device: Any, save_to: Path | None, inputs: list[Path]):
     from ..core import pipeline
 
     config = _training_config(args, device)
@@ -215,9 +234,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     device = _device(args)
     data = _dataset(args, entries)
     model = train(data, args, device, save_to=out, inputs=inputs)
-    model.save(out)
-    _say(f"model written: {out}", args)
+    if _writes_model():
+        model.save(out)
+        _say(f"model written: {out}", args)
     return 0
+
+
+def _writes_model() -> bool:
+    """Whether this process writes the trained model: always, but under torchrun rank 0 only."""
+    from ..core.training.distributed import launch_env
+
+    env = launch_env()
+    return env is None or env.is_main
 
 
 # --------------------------------------------------------------------------------------
@@ -315,20 +343,25 @@ def _plan_outputs(args: argparse.Namespace, entries: list, also_protect: list[Pa
     One input and an MRC file name: that file. Several inputs, or a folder:
     ``OUTDIR/<stem>_dewedged.mrc`` each; results already there are skipped
     (unless ``--overwrite``) so that a stopped batch resumes. ``--shard I/N``
-    keeps every N-th input starting at I.
+    keeps every N-th input starting at I; under torchrun each process then
+    keeps every WORLD_SIZE-th of those, starting at its RANK.
     """
     from ..core.dataset import parse_shard, shard
+    from ..core.training.distributed import launch_env
     from ..io import strip_mrc_suffixes
 
+    out = Path(args.output).expanduser()
+    folder = len(entries) > 1 or out.is_dir() or str(args.output).endswith(("/", os.sep)) or args.shard
     if getattr(args, "shard", None):
         try:
             first, count = parse_shard(args.shard)
         except ValueError as exc:
             raise CliError(str(exc)) from None
         entries = shard(entries, first, count)
+    env = launch_env()
+    if env is not None:
+        entries = shard(entries, env.rank, env.world_size)
     inputs = [e.tomogram for e in entries] + also_protect
-    out = Path(args.output).expanduser()
-    folder = len(entries) > 1 or out.is_dir() or str(args.output).endswith(("/", os.sep)) or args.shard
     if not folder:
         target = _check_output(out, what="output", inputs=inputs, overwrite=args.overwrite, mrc=True)
         std = None
@@ -409,7 +442,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = _device(args)
     data = _dataset(args, entries)
     model = train(data, args, device, save_to=model_out, inputs=inputs)
-    if model_out is not None:
+    if model_out is not None and _writes_model():
         model.save(model_out)
         _say(f"model written: {model_out}", args)
     _apply_plan(model, plan, args, device)

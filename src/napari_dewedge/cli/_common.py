@@ -143,20 +143,26 @@ def _read_input(path: str | os.PathLike, args: argparse.Namespace):
 
 
 def _device(args: argparse.Namespace):
+    """``--device``; under torchrun a CUDA device is this process's ``cuda:LOCAL_RANK``."""
     from ..core.device import resolve_device
+    from ..core.training.distributed import launch_device
 
     try:
-        return resolve_device(args.device)
+        return launch_device(resolve_device(args.device))
     except ValueError as exc:
         raise CliError(f"--device: {exc}") from None
 
 
 def _cpu_threads(args: argparse.Namespace) -> int:
-    """Torch CPU threads for the job: ``--threads``, or every core."""
+    """Torch CPU threads for the job: ``--threads``, or every core (shared by torchrun's processes on a node)."""
     from ..core.device import default_cpu_threads
+    from ..core.training.distributed import launch_env
 
     n = getattr(args, "threads", None)
-    return int(n) if n is not None else default_cpu_threads()
+    if n is not None:
+        return int(n)
+    env = launch_env()
+    return max(1, default_cpu_threads() // (env.local_world_size if env else 1))
 
 
 def _raise_failure(failure) -> None:

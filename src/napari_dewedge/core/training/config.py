@@ -217,7 +217,7 @@ class TrainingConfig:
     steps: int = field(default=1000, metadata=_meta(
         "Number of training steps.", "Steps", minimum=1, advanced=False))
     batch_size: int = field(default=4, metadata=_meta(
-        "Subtomograms per training step.", "Batch size", minimum=1, advanced=False))
+        "Subtomograms per training step (per process under torchrun).", "Batch size", minimum=1, advanced=False))
     lr: float = field(default=1e-4, metadata=_meta(
         "Peak learning rate of the generator's Adam optimiser.",
         "Learning rate", minimum=0.0, exclusive_minimum=True))

@@ -135,7 +135,8 @@ def dataset_batch(trainer: "Trainer", k: int) -> torch.Tensor:
     cfg = trainer.config
     epoch = (k - 1) // cfg.epoch_steps
     if epoch != trainer._pool_epoch or trainer._pool is None:
-        trainer._pool = dataset_pool(trainer._sources, trainer._extract, cfg.n_subtomos, [trainer.seed, epoch],
+        trainer._pool = dataset_pool(trainer._sources, trainer._extract, cfg.n_subtomos,
+                                     [trainer.seed, epoch, *trainer._rank_key],
                                      cfg.batch_size, cfg.epoch_steps)
         trainer._pool_next = [0] * len(trainer._sources)
         trainer._pool_epoch = epoch

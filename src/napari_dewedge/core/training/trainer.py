@@ -23,6 +23,7 @@ from ..model import TrainedModel, current_versions
 from ..networks import EnergyNet, UNet3D, build_energy, build_generator
 from ..rotations import WEDGE_MOVING_ROTATIONS
 from ..wedge import WedgeGeometry, apply_wedge, measured_fraction
+from . import distributed
 from . import losses as L
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import TrainingConfig
@@ -201,6 +202,7 @@ class Trainer:
         self._released = False
         if resume_from is not None:
             self._load_checkpoint(Path(resume_from))
+        self._dist = distributed.attach(self)  # None unless a process group of 2+ ranks is open
 
     # -- public ----------------------------------------------------------------------
 
@@ -290,13 +292,15 @@ class Trainer:
         per_step = 0.0
         log_every = max(1, total // 2000)
         while self._step < total:
-            if self._stop.is_set():
+            if self._stop.is_set() if self._dist is None else self._dist.stop:
                 break
             t0 = time.perf_counter()
             k = self._step + 1
             with self._lock:
                 losses, lam, lr = self._train_step(k)
                 self._step = k
+                if self._dist is not None:  # the ranks' mean losses, one stop decision, rank 0's buffers
+                    losses = self._dist.after_step(self, losses)
             dt = time.perf_counter() - t0
             self._elapsed += dt
             per_step = dt if per_step == 0.0 else 0.9 * per_step + 0.1 * dt
@@ -370,6 +374,8 @@ class Trainer:
         first.measured = self._measured
 
     _preview_origin: tuple[int, int, int] | None = None
+    _rank_key: tuple[int, ...] = ()  # (rank,) under torch.distributed: every rank draws its own subtomograms
+    _dist: distributed.Distributed | None = None
 
     def _resolve_noise(self) -> dict[str, float]:
         """Final noise settings: sigma_n, noise_scale and the synthetic noise amplitudes."""
@@ -388,6 +394,7 @@ class Trainer:
             seed_used=self.seed,
             subtomo_size_used=self.subtomo_size,
             device_used=str(self.device),
+            processes=1 if self._dist is None else self._dist.world_size,  # torch.distributed ranks
             steps_done=self._step,
             seconds=round(self._elapsed, 3),
             stopped=bool(self._stopped),
@@ -428,7 +435,8 @@ class Trainer:
         epoch = (k - 1) // cfg.epoch_steps
         if epoch != self._pool_epoch or self._pool is None:
             self._pool, self._pool_order = epoch_pool(
-                tuple(self._volume.shape), self._extract, cfg.n_subtomos, [self.seed, epoch], mask=self._mask
+                tuple(self._volume.shape), self._extract, cfg.n_subtomos, [self.seed, epoch, *self._rank_key],
+                mask=self._mask,
             )
             self._pool_epoch = epoch
         within = (k - 1) % cfg.epoch_steps
@@ -477,7 +485,7 @@ class Trainer:
 
     def _train_step(self, k: int) -> tuple[dict[str, float], float, float]:
         cfg = self.config
-        g, e = self._g, self._e
+        g, e = (self._g if self._dist is None else self._dist.generator), self._e  # DDP under torch.distributed
         assert self._opt_g is not None and self._opt_e is not None
         lr, lam = self._lr(k), self._lambda(k)
         for group in self._opt_g.param_groups:
@@ -485,7 +493,7 @@ class Trainer:
         for group in self._opt_e.param_groups:
             group["lr"] = lr * (cfg.energy_lr or cfg.lr) / cfg.lr
         if (k - 1) % cfg.epoch_steps == 0:  # a new epoch: refresh the frozen copy
-            self._g_frozen.load_state_dict(g.state_dict())
+            self._g_frozen.load_state_dict(self._g.state_dict())
 
         y = self._batch(k)
         T = self._step_geometry
@@ -523,6 +531,8 @@ class Trainer:
             d_loss, stats = self._energy_d_loss(real, fake.detach())
             self._opt_e.zero_grad(set_to_none=True)
             self._scaler_e.scale(d_loss).backward()
+            if self._dist is not None:
+                self._dist.average_gradients(e)
             self._scaler_e.step(self._opt_e)
             self._scaler_e.update()
 
@@ -587,7 +597,8 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------
 
     def _write_checkpoint(self) -> None:
-        write_checkpoint(self)
+        if self._dist is None or self._dist.is_main:
+            write_checkpoint(self)
 
     def _load_checkpoint(self, path: Path) -> None:
         load_checkpoint(self, path)
@@ -602,6 +613,8 @@ class Trainer:
             self._released = True
             self._opt_g = None
             self._opt_e = None
+            if self._dist is not None:
+                self._dist.release()
             if self.device.type != "cpu":
                 self._g.cpu()
                 self._e.cpu()
