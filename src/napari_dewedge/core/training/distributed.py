@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -178,6 +179,10 @@ class Distributed:
         trainer._rng = np.random.default_rng(list(key))
         trainer._tgen.manual_seed(_seed_of(*key))
         ids = [self.device.index] if self.device.type == "cuda" else None
+        # the networks are channels-last (core.networks.CHANNELS_LAST): the gradients of a few
+        # weights whose layout is ambiguous (1x1x1 kernels) come back in the other layout, and DDP
+        # warns on every backward that copying them into its buckets "may impair performance"
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         # rank 0's buffers are broadcast after each step (after_step), not before each forward
         no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
             DistributedDataParallel.__init__).parameters else "broadcast_buffers"  # renamed in torch 2.13
