@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
+from napari_dewedge.core import device as device_module
 from napari_dewedge.core.device import (
     amp_dtype,
     autocast_context,
     available_devices,
     configure_cpu_threads,
+    cpu_native_bf16,
     default_cpu_threads,
     release_device_memory,
     resolve_device,
@@ -49,12 +53,22 @@ def test_non_string_device_raises() -> None:
         resolve_device(3)  # type: ignore[arg-type]
 
 
-def test_autocast_is_a_no_op_on_cpu() -> None:
-    assert amp_dtype("cpu") is None
+@pytest.mark.parametrize("native", [False, True])
+def test_cpu_autocast_is_bfloat16_only_with_native_support(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(device_module, "_CPU_BF16", native)
+    assert amp_dtype("cpu") == (torch.bfloat16 if native else None)
     a = torch.randn(4, 4)
     with autocast_context(torch.device("cpu")):
         out = a @ a
-    assert out.dtype == torch.float32
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+    with autocast_context(torch.device("cpu"), enabled=False):
+        assert (a @ a).dtype == torch.float32
+
+
+def test_cpu_bfloat16_flag_comes_from_the_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(device_module, "_CPU_BF16", None)
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert cpu_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_configure_cpu_threads_sets_and_validates() -> None:

@@ -1,9 +1,11 @@
 """Compute device choice, mixed precision and CPU threads.
 
 ``resolve_device("auto")`` picks CUDA when present, then Apple's MPS, then the
-CPU. Mixed precision is used on CUDA only: bfloat16 where the GPU supports it
-(no loss scaling needed), float16 with a gradient scaler otherwise. On CPU and
-MPS everything runs in float32.
+CPU. Mixed precision: bfloat16 on CUDA GPUs that support it (no loss scaling
+needed), float16 with a gradient scaler on older ones, and bfloat16 on CPUs with
+native bfloat16 arithmetic (AVX512-BF16 or AMX: there it makes the 3D
+convolutions of training about twice as fast). Other CPUs and MPS run in
+float32.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
     "resolve_device",
     "available_devices",
     "amp_dtype",
+    "cpu_native_bf16",
     "autocast_context",
     "configure_cpu_threads",
     "default_cpu_threads",
@@ -96,14 +99,33 @@ def resolve_device(name: "str | torch.device | None" = "auto") -> "torch.device"
     raise ValueError(f"unsupported device {name!r}: use 'auto' or one of {available_devices()}")
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag)."""
+    global _CPU_BF16
+    if _CPU_BF16 is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+                flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+        except OSError:
+            flags = []
+        _CPU_BF16 = bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    return _CPU_BF16
+
+
+_CPU_BF16: bool | None = None
+
+
 def amp_dtype(device: "torch.device | str") -> "torch.dtype | None":
     """The reduced precision dtype used by mixed precision on ``device``, or None (float32).
 
-    bfloat16 on CUDA GPUs that support it, float16 on older ones, None elsewhere.
+    bfloat16 on CUDA GPUs that support it, float16 on older ones, bfloat16 on
+    CPUs with native bfloat16 (:func:`cpu_native_bf16`), None elsewhere.
     """
     import torch
 
     device = torch.device(device)
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_native_bf16() else None
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
     with torch.cuda.device(device):
@@ -111,13 +133,13 @@ def amp_dtype(device: "torch.device | str") -> "torch.dtype | None":
 
 
 def autocast_context(device: "torch.device | str", enabled: bool = True) -> Any:
-    """Mixed precision context on CUDA (``torch.autocast``), a no-op elsewhere."""
+    """Mixed precision context (``torch.autocast`` with :func:`amp_dtype`), a no-op where that is None."""
     import torch
 
     dtype = amp_dtype(device) if enabled else None
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def _usable_cpus() -> int:

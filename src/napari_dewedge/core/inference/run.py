@@ -299,7 +299,7 @@ def run_inference(
         Called between batches; when it returns True the run ends early with a
         last event ``done=True, stopped=True, result=None``.
     amp
-        Mixed precision on CUDA (no effect elsewhere).
+        Mixed precision on CUDA (inference on the CPU stays in float32).
     out, std_out
         Optional float32 output arrays of the volume's shape (e.g. memory maps).
 
@@ -387,7 +387,7 @@ def run_inference(
                         x = seen(x)
                     if noise > 0:
                         x = x + noise * torch.randn(x.shape, generator=torch_gen, device=dev, dtype=x.dtype)
-                    with autocast_context(dev, enabled=amp):
+                    with autocast_context(dev, enabled=amp and dev.type == "cuda"):  # CPU: float32
                         y = generator(x)
                     y = denormalize(y.float())
                     pred = y[:, 0].cpu().numpy()

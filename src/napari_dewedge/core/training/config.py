@@ -289,7 +289,8 @@ class TrainingConfig:
         "Where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
         "Device", advanced=False, examples=("auto", "cpu", "cuda:0")))
     amp: bool = field(default=True, metadata=_meta(
-        "Whether mixed precision is used on CUDA.", "Mixed precision"))
+        "Whether mixed precision is used: bfloat16 on CUDA GPUs that support it (float16 on older ones) and, "
+        "for training, on CPUs with native bfloat16 (AVX512-BF16 or AMX).", "Mixed precision"))
     checkpoint_every_s: float | None = field(default=600.0, metadata=_meta(
         "Seconds between two checkpoints (one is always written when the run ends).",
         "Checkpoint interval (s)", minimum=0.0, none_text="only at the end", schema=False))
