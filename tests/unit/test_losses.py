@@ -10,6 +10,7 @@ import torch
 from napari_dewedge.core.training.losses import (
     WGAN_DRIFT,
     consistency_loss,
+    consistency_pair,
     energy_net_loss,
     fidelity_loss,
     generator_energy_loss,
@@ -120,3 +121,15 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lrs[:2] == pytest.approx([5e-4, 1e-3])
     assert lrs[-1] == pytest.approx(1e-3 / 7)
     assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_consistency_pair_takes_the_measured_region_from_the_data_and_the_wedge_from_the_prediction():
+    gen = torch.Generator().manual_seed(0)
+    pred, data_in, data_target = (torch.randn((2, 1, 16, 16, 16), generator=gen) for _ in range(3))
+    source, target = consistency_pair(pred, data_in, data_target, GEOMETRY, use_data=False)
+    assert source is pred and target is pred
+    source, target = consistency_pair(pred, data_in, data_target, GEOMETRY, use_data=True)
+    for mixed, data in ((source, data_in), (target, data_target)):
+        torch.testing.assert_close(apply_wedge(mixed, GEOMETRY), apply_wedge(data, GEOMETRY), atol=1e-5, rtol=0)
+        torch.testing.assert_close(mixed - apply_wedge(mixed, GEOMETRY), pred - apply_wedge(pred, GEOMETRY),
+                                   atol=1e-5, rtol=0)

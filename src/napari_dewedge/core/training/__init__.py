@@ -115,7 +115,7 @@ _WHERE = {
     "estimate_noise": "noise",
     "plan_subtomo_size": "sampling",
     "Trainer": "trainer",
-    "TrainingEvent": "trainer",
+    "TrainingEvent": "events",
     "fit": "trainer",
 }
 

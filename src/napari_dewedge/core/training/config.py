@@ -31,6 +31,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 __all__ = [
+    "CONSISTENCY_TARGETS",
     "ENERGY_OBJECTIVES",
     "FIDELITY_TARGETS",
     "NOISE_MODELS",
@@ -48,6 +49,7 @@ __all__ = [
 ENERGY_OBJECTIVES = ("gan", "wgan-gp")
 NOISE_MODELS = ("auto", "white", "wedge", "none")
 FIDELITY_TARGETS = ("observation", "recorrupted")
+CONSISTENCY_TARGETS = ("prediction", "data")
 _MIN_SIGMA_N = 0.5
 _NOISE_SCALE_RANGE = (0.1, 2.0)
 _DEFAULT_UNET: dict[str, Any] = {"depth": 3, "width": 16, "norm": "instance", "residual": True}
@@ -261,6 +263,11 @@ class TrainingConfig:
         "noise draw in and minus the same draw as target (recorrupted), so that the target's noise is "
         "independent of the input's and cannot be copied. With even/odd halves the other half is the target.",
         "Fidelity target", choices=FIDELITY_TARGETS))
+    consistency_target: str = field(default="prediction", metadata=_meta(
+        "What the consistency term asks the network to restore from a rotated, re-wedged input: the "
+        "frozen network's prediction everywhere (prediction), or, as IsoNet does, the data in the measured "
+        "region with the frozen prediction only inside the missing wedge (data).",
+        "Consistency target", choices=CONSISTENCY_TARGETS))
     filter_input: bool = field(default=False, metadata=_meta(
         "Whether the generator's input is seen through the measured region first: inside the missing wedge "
         "a tomogram holds nothing but noise, which the network would otherwise carry into its output.",

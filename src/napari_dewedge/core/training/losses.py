@@ -17,6 +17,7 @@ from ..wedge import WedgeGeometry, apply_wedge
 __all__ = [
     "WGAN_DRIFT",
     "consistency_loss",
+    "consistency_pair",
     "energy_net_loss",
     "fidelity_loss",
     "generator_energy_loss",
@@ -96,6 +97,24 @@ def consistency_loss(output: torch.Tensor, target: torch.Tensor, inverses: Seque
     if inverses is not None:
         output = rotate_each(output, inverses)
     return ((output - target) ** 2).mean()
+
+
+def consistency_pair(
+    prediction: torch.Tensor, data_in: torch.Tensor, data_target: torch.Tensor, geometry: WedgeGeometry,
+    use_data: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The consistency term's source (rotated and re-wedged into the input) and target.
+
+    Without ``use_data`` both are the frozen ``prediction``. With it (IsoNet's
+    recipe), the measured region comes from the data and only the missing wedge
+    from the prediction: source ``T data_in + (1 - T) prediction``, target
+    ``T data_target + (1 - T) prediction``, so that the wedge filling is scored
+    against measured data wherever a rotation brings them into the wedge.
+    """
+    if not use_data:
+        return prediction, prediction
+    fill = prediction - apply_wedge(prediction, geometry)
+    return fill + apply_wedge(data_in, geometry), fill + apply_wedge(data_target, geometry)
 
 
 def generator_loss(

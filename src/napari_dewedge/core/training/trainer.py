@@ -11,7 +11,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from . import distributed
 from . import losses as L
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import TrainingConfig
+from .events import TrainingEvent
 from .multi import dataset_batch, dataset_input, fit_sources, prepare_sources
 from .noise import NoiseEstimate, estimate_noise, resolve_noise, synthetic_noise
 from .sampling import (
@@ -40,42 +40,6 @@ from .sampling import (
 )
 
 __all__ = ["Trainer", "TrainingEvent", "fit"]
-
-
-@dataclass(frozen=True)
-class TrainingEvent:
-    """Progress of a training run, one per step (plus one before the first step).
-
-    ``losses`` holds ``generator`` (the total generator loss), ``energy``,
-    ``fidelity``, ``consistency`` (its terms, consistency before weighting by
-    ``lam``), ``energy_net`` (the energy network's loss), ``e_real`` and
-    ``e_fake`` (mean energies of the two sides), ``gradient_penalty`` (with
-    ``"wgan-gp"``) and the step's ``noise_scale``; it is empty before the
-    first step and on the event that reports a stop.
-
-    ``preview`` (every ``preview_every`` steps and on the last event) is the
-    current prediction for a fixed subtomogram of the tomogram, de-normalised,
-    float32 ``(d, d, d)``; ``preview_origin`` is that subtomogram's corner
-    ``(z, y, x)`` in the tomogram.
-    """
-
-    step: int
-    total: int
-    losses: Mapping[str, float] = field(default_factory=dict)
-    lam: float = 0.0
-    lr: float = 0.0
-    seconds_per_step: float = 0.0
-    eta_s: float = 0.0
-    preview: np.ndarray | None = None
-    done: bool = False
-    stopped: bool = False
-    message: str = ""
-    preview_origin: tuple[int, int, int] | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Fraction of the steps done, in [0, 1]."""
-        return min(1.0, self.step / self.total) if self.total else 1.0
 
 
 # --------------------------------------------------------------------------------------
@@ -547,11 +511,12 @@ class Trainer:
         cons_term = None
         if lam > 0:
             with torch.no_grad(), self._amp():
-                target = self._g_frozen(self._seen(y, T)).float()
+                frozen = self._g_frozen(self._seen(y, T)).float()
+            source, target = L.consistency_pair(frozen, y_in, y_fid, T, cfg.consistency_target == "data")
             e_h = scale * self._randn(shape)
             crots = [WEDGE_MOVING_ROTATIONS[i] for i in cons_idx]
             inverses = [_INVERSES[i] for i in cons_idx]
-            inp = apply_wedge(L.rotate_each(target + e_h, crots), T)
+            inp = apply_wedge(L.rotate_each(source + e_h, crots), T)
             with self._amp():
                 out = g(inp)
             consistency = cons_term = L.consistency_loss(out.float(), target, inverses)
