@@ -34,6 +34,22 @@ Each step
      ``lambda`` is constant in the first epoch, then decays linearly to
      ``lambda_final * lambda_consistency`` at the last step.
 
+Three options change what ``g`` sees and is scored against (defaults in
+:data:`~.config.PRESETS`; ``benchmarks/versus.py`` measures each):
+
+* ``fidelity_target="recorrupted"`` (single tomograms): ``g`` sees ``y + z``
+  and ``L_fid`` scores it against ``y - z``, ``z`` a draw of the observation's
+  noise statistics (``n_syn``'s). The two noises are independent (Gaussian
+  noise, Recorrupted-to-Recorrupted), so copying the input's noise no longer
+  lowers the loss. With even/odd halves the other half is the target instead;
+* ``filter_input``: ``g`` sees ``T`` of its input. Inside the missing wedge a
+  tomogram holds nothing but noise, which ``g`` would otherwise carry into its
+  output (inference filters each tile with the volume's wedge);
+* ``consistency_target="data"`` (IsoNet's recipe): ``L_cons`` rotates and
+  scores ``T y + (1 - T) g'(y)`` (the data where measured, the frozen
+  prediction inside the wedge) instead of ``g'(y)``, so that the wedge filling
+  is scored against measured data wherever a rotation brings them into the wedge.
+
 Why ``n_syn``: real observations carry the acquisition noise ``n`` while
 ``T R g(.)`` is (ideally) clean, so a discriminator would simply learn to detect
 noise, and push ``g`` to *produce* noise. The comparison is made fair by
@@ -77,7 +93,8 @@ that size. The event stream reports either change.
 
 Optimisation: Adam for both networks (``lr``, default 1e-4), linear warm-up
 over the first ``warmup_fraction`` of the steps and linear decay after it;
-mixed precision (bfloat16, or float16 with loss scaling) on CUDA. Runs with the
+mixed precision (bfloat16, or float16 with loss scaling) on CUDA, bfloat16 on
+CPUs with native support (:func:`~napari_dewedge.core.device.amp_dtype`). Runs with the
 same seed on the CPU are reproducible: identical losses and weights.
 
 :class:`Trainer` runs the loop as a generator of :class:`TrainingEvent`; it stops
@@ -89,7 +106,8 @@ run ends, however it ends.
 
 Modules: :mod:`.config` (settings, schema, presets), :mod:`.noise` (noise
 estimate), :mod:`.sampling` (subtomograms), :mod:`.losses` (the losses and
-schedules as pure functions), :mod:`.checkpoint` and :mod:`.trainer`.
+schedules as pure functions), :mod:`.events` (the progress record),
+:mod:`.checkpoint`, :mod:`.trainer`, :mod:`.multi` (datasets) and :mod:`.distributed` (torchrun).
 """
 
 from __future__ import annotations
