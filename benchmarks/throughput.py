@@ -2,7 +2,9 @@
 
 Prints, for the chosen device:
 
-- the dense matmul rate (float32 on a CPU, bfloat16 on a GPU): the baseline;
+- the dense matmul rates in float32 and, where mixed precision runs, in its
+  reduced dtype (bfloat16 on GPUs and on CPUs with native bfloat16): the
+  baselines, each figure against the rate of the dtype it ran in;
 - a training step: seconds, subtomograms per second and achieved FLOP/s as a
   percentage of that matmul rate;
 - inference: voxels per second and achieved FLOP/s as a percentage, and the
@@ -153,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (tests)")
     parser.add_argument("--preset", default=None, help="training preset (default: quick on a CPU, standard on a GPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps")
-    parser.add_argument("--no-amp", action="store_true", help="mixed precision off (CUDA)")
+    parser.add_argument("--no-amp", action="store_true", help="mixed precision off")
     parser.add_argument("--out", type=Path, default=None, help="append the results as markdown to this file")
     args = parser.parse_args(argv)
 
     import torch
 
-    from napari_dewedge.core.device import resolve_device
+    from napari_dewedge.core.device import amp_dtype, resolve_device
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
@@ -171,22 +173,28 @@ def main(argv: list[str] | None = None) -> int:
         size, steps, shape, n = 64, args.steps or 8, (64, 128, 128), 1024
     else:
         size, steps, shape, n = 128, args.steps or 20, (300, 1000, 1000), 8192
-    dtype = torch.bfloat16 if gpu else torch.float32
+    low = amp_dtype(device) if amp else None  # training's reduced dtype; CPU inference stays float32
+    low_name = str(low).removeprefix("torch.") if low is not None else None
     name = torch.cuda.get_device_name(device) if gpu else \
         f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
-    rate = matmul_rate(device, dtype, n, seconds=0.5 if args.smoke else 2.0)
+    seconds = 0.5 if args.smoke else 2.0
+    rates = {"float32": matmul_rate(device, torch.float32, n, seconds)}
+    if low is not None:
+        rates[low_name] = matmul_rate(device, low, n, seconds)
+    train_dtype = low_name or "float32"
+    infer_dtype = low_name if (low is not None and gpu) else "float32"
     train = training_step(preset, device, amp, size, steps)
     infer = inference(preset, device, amp, shape)
     lines = [
-        f"### Throughput: {name}, preset {preset}, mixed precision {'on' if amp and gpu else 'off'}",
+        f"### Throughput: {name}, preset {preset}, training in {train_dtype}, inference in {infer_dtype}",
         "",
-        f"- dense matmul ({'bfloat16' if gpu else 'float32'}, {n}^2): {rate / 1e9:.1f} GFLOP/s",
+        *(f"- dense matmul ({k}, {n}^2): {v / 1e9:.1f} GFLOP/s" for k, v in rates.items()),
         f"- training step ({train['batch']} x {train['subtomo_size']}^3): {train['seconds_per_step']:.3f} s, "
         f"{train['subtomograms_per_s']:.1f} subtomograms/s, {train['flop_rate'] / 1e9:.2f} GFLOP/s = "
-        f"{100 * train['flop_rate'] / rate:.1f} % of the matmul rate",
+        f"{100 * train['flop_rate'] / rates[train_dtype]:.1f} % of the {train_dtype} matmul rate",
         f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
         f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "
-        f"{100 * infer['flop_rate'] / rate:.1f} % of the matmul rate"
+        f"{100 * infer['flop_rate'] / rates[infer_dtype]:.1f} % of the {infer_dtype} matmul rate"
         + (f", peak GPU memory {infer['peak_gib']:.2f} GiB" if "peak_gib" in infer else ""),
         "",
     ]

@@ -13,8 +13,8 @@ project's networks and training loop, so that only the objective differs):
 - ``low-pass``: a Gaussian blur whose sigma is chosen with the truth (an oracle
   no real user has: the best a blur can do);
 - ``isonet-style``: IsoNet's objective, the consistency loss alone (rotate the
-  prediction, remove the wedge again, ask for the same prediction) with random
-  noise added to its input; no energy, no fidelity term. IsoNet raises that
+  data with the wedge filled by the frozen network, remove the wedge again, ask
+  for the same) with random noise added to its input; no energy, no fidelity term. IsoNet raises that
   noise in steps over training; here it is drawn uniformly at each step;
 - ``ddw-style``: DeepDeWedge's idea, trained on even/odd half tomograms: the
   network sees one half and is scored on the other through the measured region
@@ -86,6 +86,13 @@ def low_pass_oracle(observed: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray
     return gaussian_filter(observed, best[1]), best[1]
 
 
+#: The baselines' objectives over the quick preset: no energy, none of ours' input or target
+#: options, and the consistency target of IsoNet's recipe (data where measured, the frozen
+#: prediction inside the wedge); IsoNet has no fidelity term, DeepDeWedge's is on the halves.
+_BASE = dict(energy_weight=0.0, lambda_decay=False, fidelity_target="observation", filter_input=False,
+             consistency_target="data")
+BASELINES = {"isonet-style": dict(_BASE, fidelity_weight=0.0), "ddw-style": dict(_BASE)}
+
 #: Settings given with ``--set`` (applied to ``ours`` and ``ours-halves``: the screening of a lever).
 OURS_OVERRIDES: dict = {}
 
@@ -108,10 +115,7 @@ def _config(method: str, device, seed: int, steps: int | None):
         overrides.update(OURS_OVERRIDES)
     if steps is not None:
         overrides["steps"] = steps
-    if method in ("isonet-style", "ddw-style"):
-        overrides.update(energy_weight=0.0, lambda_decay=False)
-    if method == "isonet-style":
-        overrides.update(fidelity_weight=0.0)
+    overrides.update(BASELINES.get(method, {}))
     return TrainingConfig.preset("quick", **overrides)
 
 

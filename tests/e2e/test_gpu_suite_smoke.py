@@ -21,6 +21,6 @@ def test_gpu_suite_smoke_writes_its_report(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = (tmp_path / "gpu.md").read_text(encoding="utf-8")
     assert "## CryoGEN paper shapes" in report and "| sphere |" in report
-    assert "% of the matmul rate" in report and "subtomograms/s" in report
+    assert "% of the float32 matmul rate" in report and "subtomograms/s" in report
     assert "CPU" in report  # every figure names its device
     assert (tmp_path / "paper_shapes_sphere.png").is_file()
