@@ -164,3 +164,13 @@ def test_apply_wedge_on_cuda():
     expected = apply_wedge(volume)
     got = apply_wedge(volume.cuda()).cpu()
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_mask_first_made_in_inference_mode_still_serves_training():
+    clear_mask_cache()
+    geometry = WedgeGeometry(-57, 61)
+    with torch.inference_mode():  # tiled inference makes the mask first
+        apply_wedge(torch.randn(1, 1, 12, 12, 12), geometry)
+    x = torch.randn(1, 1, 12, 12, 12, requires_grad=True)
+    (apply_wedge(x, geometry) ** 2).sum().backward()  # raised "Inference tensors cannot be saved"
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -221,7 +221,10 @@ def wedge_mask_torch(shape: tuple[int, ...], geometry: WedgeGeometry, device: An
     if mask is None:
         if len(_TORCH_MASKS) >= _TORCH_CACHE_SIZE:
             _TORCH_MASKS.pop(next(iter(_TORCH_MASKS)))
-        mask = torch.from_numpy(np.array(wedge_mask(shape3, geometry))).to(device)
+        # made outside inference mode even when first asked for inside it (tiled inference):
+        # an inference tensor in the cache would break every later training step that uses it
+        with torch.inference_mode(False):
+            mask = torch.from_numpy(np.array(wedge_mask(shape3, geometry))).to(device)
         _TORCH_MASKS[key] = mask
     return mask
 
