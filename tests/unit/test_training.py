@@ -141,9 +141,11 @@ def test_events_schedules_and_previews(tomogram: np.ndarray) -> None:
     p = previews[-1].preview
     assert p.shape == (16, 16, 16) and p.dtype == np.float32
     assert abs(float(p.mean()) - float(tomogram.mean())) < 5.0  # de-normalised (raw data units)
-    # the step-0 preview of the identity-initialised U-Net is the input subtomogram itself
+    # the step-0 preview of the identity-initialised U-Net is the input subtomogram itself,
+    # seen through the measured region (filter_input)
     z, y, x = events[0].preview_origin
-    np.testing.assert_allclose(events[0].preview, tomogram[z : z + 16, y : y + 16, x : x + 16], rtol=1e-4, atol=1e-3)
+    cube = tomogram[z : z + 16, y : y + 16, x : x + 16]
+    np.testing.assert_allclose(events[0].preview, apply_wedge(cube, GEOMETRY), rtol=1e-4, atol=1e-3)
 
 
 def test_fidelity_reads_zero_when_the_prediction_agrees_with_the_data() -> None:
@@ -153,7 +155,7 @@ def test_fidelity_reads_zero_when_the_prediction_agrees_with_the_data() -> None:
     # must not count.
     clean = phantoms.hollow_sphere(32, outer_diameter=22, shell=3)
     wedged = phantoms.corrupt(clean, GEOMETRY, snr=None, seed=0)
-    trainer = Trainer(wedged, GEOMETRY, tiny(steps=1, noise_scale=0.0))
+    trainer = Trainer(wedged, GEOMETRY, tiny(steps=1, noise_scale=0.0, fidelity_target="observation"))
     first = [e for e in trainer.run() if e.losses][0]
     assert first.losses["fidelity"] == pytest.approx(0.0, abs=1e-8)
 

@@ -55,7 +55,7 @@ def test_recorrupted_target_carries_the_opposite_noise_draw(tomogram):
 
 
 def test_observation_target_is_the_observation(tomogram):
-    trainer = Trainer(tomogram, GEOMETRY, tiny())
+    trainer = Trainer(tomogram, GEOMETRY, tiny(fidelity_target="observation"))
     seen = _spy_pairs(trainer)
     list(trainer.run())
     for y, y_in, y_fid in seen:
@@ -76,7 +76,7 @@ def test_filter_input_makes_the_model_blind_to_the_wedge_content(tomogram):
     b = predict(model, volume + inside_wedge, **one_tile).mean
     np.testing.assert_allclose(a, b, atol=1e-3 * float(np.abs(a).max()))
     # without the filter the same change does reach the output
-    plain = Trainer(tomogram, GEOMETRY, tiny())
+    plain = Trainer(tomogram, GEOMETRY, tiny(filter_input=False))
     list(plain.run())
     c = predict(plain.model, volume, **one_tile).mean
     d = predict(plain.model, volume + inside_wedge, **one_tile).mean

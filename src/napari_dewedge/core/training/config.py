@@ -257,18 +257,18 @@ class TrainingConfig:
         "Weight of the energy term in the generator's loss.", "Energy weight", minimum=0.0))
     fidelity_weight: float = field(default=1.0, metadata=_meta(
         "Weight of the data-fidelity term in the generator's loss.", "Fidelity weight", minimum=0.0))
-    fidelity_target: str = field(default="observation", metadata=_meta(
+    fidelity_target: str = field(default="recorrupted", metadata=_meta(
         "What the generator's input and the data-fidelity term see on a single tomogram: the observation "
         "with extra noise in and the observation as target (observation), or the observation plus a "
         "noise draw in and minus the same draw as target (recorrupted), so that the target's noise is "
         "independent of the input's and cannot be copied. With even/odd halves the other half is the target.",
         "Fidelity target", choices=FIDELITY_TARGETS))
-    consistency_target: str = field(default="prediction", metadata=_meta(
+    consistency_target: str = field(default="data", metadata=_meta(
         "What the consistency term asks the network to restore from a rotated, re-wedged input: the "
         "frozen network's prediction everywhere (prediction), or, as IsoNet does, the data in the measured "
         "region with the frozen prediction only inside the missing wedge (data).",
         "Consistency target", choices=CONSISTENCY_TARGETS))
-    filter_input: bool = field(default=False, metadata=_meta(
+    filter_input: bool = field(default=True, metadata=_meta(
         "Whether the generator's input is seen through the measured region first: inside the missing wedge "
         "a tomogram holds nothing but noise, which the network would otherwise carry into its output.",
         "Drop the wedge's noise from the input"))
