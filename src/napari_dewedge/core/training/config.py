@@ -272,7 +272,7 @@ class TrainingConfig:
         "frozen network's prediction everywhere (prediction), or, as IsoNet does, the data in the measured "
         "region with the frozen prediction only inside the missing wedge (data).",
         "Consistency target", choices=CONSISTENCY_TARGETS))
-    filter_input: bool = field(default=True, metadata=_meta(
+    filter_input: bool = field(default=False, metadata=_meta(
         "Whether the generator's input is seen through the measured region first: inside the missing wedge "
         "a tomogram holds nothing but noise, which the network would otherwise carry into its output.",
         "Drop the wedge's noise from the input"))
