@@ -11,6 +11,8 @@ from napari_dewedge.core.inference import predict
 from napari_dewedge.core.training import Trainer, TrainingConfig
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
 
+from .test_training import tiny as base_tiny
+
 GEOMETRY = WedgeGeometry(-60, 60)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,10 +25,7 @@ def tomogram() -> np.ndarray:
 
 
 def tiny(**overrides) -> TrainingConfig:
-    settings = dict(subtomo_size=16, n_subtomos=8, steps=3, batch_size=2, unet={"depth": 2, "width": 4},
-                    energy_width=4, preview_every=0, num_threads=1, checkpoint_every_s=None, device="cpu")
-    settings.update(overrides)
-    return TrainingConfig(**settings)
+    return base_tiny(**{"steps": 3, "preview_every": 0, **overrides})
 
 
 def _spy_pairs(trainer: Trainer) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
