@@ -34,8 +34,9 @@ Each step
      ``lambda`` is constant in the first epoch, then decays linearly to
      ``lambda_final * lambda_consistency`` at the last step.
 
-Three options change what ``g`` sees and is scored against (defaults in
-:data:`~.config.PRESETS`; ``benchmarks/versus.py`` measures each):
+Three options change what ``g`` sees and is scored against (the first and
+the last are on by default, the filter off; ``benchmarks/versus.py``
+measured each, docs/benchmarks records what each gave):
 
 * ``fidelity_target="recorrupted"`` (single tomograms): ``g`` sees ``y + z``
   and ``L_fid`` scores it against ``y - z``, ``z`` a draw of the observation's
@@ -44,7 +45,10 @@ Three options change what ``g`` sees and is scored against (defaults in
   lowers the loss. With even/odd halves the other half is the target instead;
 * ``filter_input``: ``g`` sees ``T`` of its input. Inside the missing wedge a
   tomogram holds nothing but noise, which ``g`` would otherwise carry into its
-  output (inference filters each tile with the volume's wedge);
+  output (inference filters each tile with the volume's wedge). Off by
+  default: nothing then constrains what ``g`` puts inside the wedge but the
+  consistency term's self-made target, and on noise-free shapes and a real
+  tomogram it bred z-periodic stripes there;
 * ``consistency_target="data"`` (IsoNet's recipe): ``L_cons`` rotates and
   scores ``T y + (1 - T) g'(y)`` (the data where measured, the frozen
   prediction inside the wedge) instead of ``g'(y)``, so that the wedge filling
