@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    # with --steps every trained method runs that many steps (the budget only stops a runaway)
+    each = f"{args.steps} steps" if args.steps else f"{budget:.0f} s"
     rows: list[Row] = []
     for scene in args.scenes:
         truth, full, even, odd, geometry = make_scene(scene, size)
@@ -228,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         save_comparison_figure(args.out / f"versus_{scene}{suffix}.png",
                                {k: v for k, v in volumes.items() if k != "truth"} | {"truth": truth},
-                               geometry=geometry, title=f"{scene}: every method, {budget:.0f} s each, {device_name}")
-    md = (f"# Restoration side by side\n\nScenes {size}^3; training budget {budget:.0f} s a method; device "
+                               geometry=geometry, title=f"{scene}: every method, {each} each, {device_name}")
+    md = (f"# Restoration side by side\n\nScenes {size}^3; training {each} a method (stop at {budget:.0f} s); device "
           f"{device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}"
           + (f"; ours with {', '.join(args.settings)}" if args.settings else "") + ".\n\n" + table(rows) + "\n")
     path = args.out / f"versus{suffix}.md"
