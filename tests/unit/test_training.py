@@ -205,6 +205,15 @@ def test_both_energy_objectives_run(tomogram: np.ndarray, objective: str) -> Non
     assert tr.model.steps_done == 2
 
 
+def test_energy_weight_zero_leaves_the_energy_network_alone(tomogram: np.ndarray) -> None:
+    tr = Trainer(tomogram, GEOMETRY, tiny(steps=3, energy_weight=0.0))
+    before = weights(tr._e)
+    events = list(tr.run())
+    assert all(torch.equal(before[k], v) for k, v in weights(tr._e).items())
+    assert events[-1].losses["energy"] == 0.0 and events[-1].losses["energy_net"] == 0.0
+    assert math.isfinite(events[-1].losses["fidelity"])
+
+
 def test_request_stop_ends_cleanly_and_model_is_usable(tomogram: np.ndarray) -> None:
     tr = Trainer(tomogram, GEOMETRY, tiny(steps=50))
     events = []

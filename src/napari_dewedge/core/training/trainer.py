@@ -447,6 +447,38 @@ class Trainer:
         stats = {"e_real": float(e_real.detach().mean()), "e_fake": float(e_fake.detach().mean()), **extra}
         return loss, stats
 
+    def _energy_terms(self, y_obs: torch.Tensor, fake: torch.Tensor,
+                      e_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Update the energy network, then its term of the generator's loss.
+
+        The energy network is left frozen (the caller thaws it after the
+        generator's update). Returns ``(energy network loss, generator energy term, stats)``; ``fake``
+        is the rotated prediction with the observation's noise, still attached
+        to the generator's graph.
+        """
+        cfg, e, T = self.config, self._e, self._step_geometry
+        # both sides seen through the wedge: a crop of the tomogram is not exactly wedge-filtered
+        # (its edges leak power into the wedge), and the energy network would learn that alone
+        fake = apply_wedge(fake, T) + e_x
+        real = apply_wedge(y_obs, T) + e_x
+        # 1. energy network: low energy for observations, high for re-corrupted predictions
+        e.requires_grad_(True)
+        d_loss, stats = torch.zeros((), device=self.device), {}
+        for _ in range(cfg.energy_steps):
+            d_loss, stats = self._energy_d_loss(real, fake.detach())
+            self._opt_e.zero_grad(set_to_none=True)
+            self._scaler_e.scale(d_loss).backward()
+            if self._dist is not None:
+                self._dist.average_gradients(e)
+            self._scaler_e.step(self._opt_e)
+            self._scaler_e.update()
+        # 2. its term of the generator's loss: low energy for the prediction
+        e.requires_grad_(False)
+        with self._amp():
+            e_gen = e(fake).float()
+        # wgan-gp: E(fake) - E(real), the gradient of E(fake), reported as the (estimated) Wasserstein gap
+        return d_loss, L.generator_energy_loss(e_gen, cfg.energy_objective, stats["e_real"]), stats
+
     def _train_step(self, k: int) -> tuple[dict[str, float], float, float]:
         cfg = self.config
         g, e = (self._g if self._dist is None else self._dist.generator), self._e  # DDP under torch.distributed
@@ -471,7 +503,6 @@ class Trainer:
         e_g = scale * self._randn(shape)
         e_x = scale * self._randn(shape)
         n_syn = self._synthetic_noise(shape)
-        rots = [WEDGE_MOVING_ROTATIONS[i] for i in rot_idx]
 
         g.train()
         e.train()
@@ -479,33 +510,13 @@ class Trainer:
         with self._amp():
             pred = g(self._seen(y_in, T))
         pred = pred.float()
-        # both sides seen through the wedge: a crop of the tomogram is not exactly wedge-filtered
-        # (its edges leak power into the wedge), and the energy network would learn that alone
-        fake = L.rotate_each(pred, rots)
-        if n_syn is not None:
-            fake = fake + n_syn
-        fake = apply_wedge(fake, T) + e_x
-        real = apply_wedge(y_obs, T) + e_x
-
-        # 1. energy network: low energy for observations, high for re-corrupted predictions
-        e.requires_grad_(True)
         stats: dict[str, float] = {}
-        d_loss = torch.zeros((), device=self.device)
-        for _ in range(cfg.energy_steps):
-            d_loss, stats = self._energy_d_loss(real, fake.detach())
-            self._opt_e.zero_grad(set_to_none=True)
-            self._scaler_e.scale(d_loss).backward()
-            if self._dist is not None:
-                self._dist.average_gradients(e)
-            self._scaler_e.step(self._opt_e)
-            self._scaler_e.update()
-
-        # 2. generator: low energy + data fidelity + consistency
-        e.requires_grad_(False)
-        with self._amp():
-            e_gen = e(fake).float()
-        # wgan-gp: E(fake) - E(real), the gradient of E(fake), reported as the (estimated) Wasserstein gap
-        energy = L.generator_energy_loss(e_gen, cfg.energy_objective, stats["e_real"])
+        d_loss = energy = torch.zeros((), device=self.device)
+        if cfg.energy_weight > 0:  # with the energy term off, its network is neither run nor trained
+            fake = L.rotate_each(pred, [WEDGE_MOVING_ROTATIONS[i] for i in rot_idx])
+            if n_syn is not None:
+                fake = fake + n_syn
+            d_loss, energy, stats = self._energy_terms(y_obs, fake, e_x)
         fidelity = L.fidelity_loss(pred, y_fid, T, self._noise_model["sigma_n"])
         consistency = torch.zeros((), device=self.device)
         cons_term = None
