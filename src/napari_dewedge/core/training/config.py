@@ -258,7 +258,8 @@ class TrainingConfig:
     gp_weight: float = field(default=10.0, metadata=_meta(
         "Weight of the gradient penalty (wgan-gp only).", "Gradient penalty weight", minimum=0.0))
     energy_weight: float = field(default=1.0, metadata=_meta(
-        "Weight of the energy term in the generator's loss.", "Energy weight", minimum=0.0))
+        "Weight of the energy term in the generator's loss (0: the energy network is neither run nor trained).",
+        "Energy weight", minimum=0.0))
     fidelity_weight: float = field(default=1.0, metadata=_meta(
         "Weight of the data-fidelity term in the generator's loss.", "Fidelity weight", minimum=0.0))
     fidelity_target: str = field(default="recorrupted", metadata=_meta(
