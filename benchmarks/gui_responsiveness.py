@@ -44,13 +44,13 @@ def _percentiles(gaps_ms: list[float]) -> dict[str, float]:
 def _device_text(name: str) -> str:
     import torch
 
-    from napari_dewedge.core.device import resolve_device
+    from napari_dewedge.core.device import cpu_name, resolve_device
     from napari_dewedge.core.pipeline import gui_cpu_threads
 
     dev = resolve_device(name)
     if dev.type == "cuda":
         return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     return f"{dev} ({cpu}, {gui_cpu_threads()} torch threads for the job, {os.cpu_count()} logical CPUs)"
 
 

@@ -33,17 +33,6 @@ import numpy as np  # noqa: E402
 TARGET_MS = 30.0
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _wait(app, condition, timeout: float = 600.0) -> float:
     start = time.perf_counter()
     while not condition():
@@ -66,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy import API_NAME, QT_VERSION
     from qtpy.QtWidgets import QApplication
 
+    from napari_dewedge.core.device import cpu_name
     from napari_dewedge.core.spectra import central_slices
     from napari_dewedge.widgets.inspector import WedgeInspector
     from napari_dewedge.widgets.state import SPECTRA
@@ -78,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         volume = (rng.standard_normal(shape, dtype=np.float32) * 20).astype(args.dtype)
 
     print("device")
-    print(f"  cpu        {_cpu_name()} ({os.cpu_count()} logical cores)")
+    print(f"  cpu        {cpu_name()} ({os.cpu_count()} logical cores)")
     print(f"  python     {platform.python_version()}  numpy {np.__version__}  {API_NAME} (Qt {QT_VERSION})")
     print(f"  qt         platform {app.platformName()}")
     print(f"volume       {shape[0]} x {shape[1]} x {shape[2]} {volume.dtype} ({volume.nbytes / 2**20:.0f} MiB)")

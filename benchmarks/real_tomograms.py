@@ -17,7 +17,6 @@ wedge, before and after, and the time.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_dewedge.core import pipeline
-    from napari_dewedge.core.device import resolve_device
+    from napari_dewedge.core.device import device_label, resolve_device
     from napari_dewedge.core.files import atomic_output
     from napari_dewedge.core.spectra import estimate_tilt_range
     from napari_dewedge.core.training import TrainingConfig
@@ -63,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_dewedge.io import read_volume
 
     device = resolve_device(args.device)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    device_name = device_label(device)
     overrides = {"device": str(device), "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps

@@ -10,12 +10,12 @@ re-masking as a fraction of the spectrum time measured in the same run.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import numpy as np
 
+from napari_dewedge.core.device import cpu_name
 from napari_dewedge.core.spectra import central_slices, estimate_tilt_range, slice_masks
 from napari_dewedge.core.wedge import WedgeGeometry
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shape = tuple(args.shape)
     volume = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    print(f"volume {shape[0]}x{shape[1]}x{shape[2]} float32, CPU: {platform.processor() or platform.machine()}")
+    print(f"volume {shape[0]}x{shape[1]}x{shape[2]} float32, CPU: {cpu_name()}")
 
     t_central = _time(lambda: central_slices(volume, "central"))[0]
     spectrum = central_slices(volume, "central")

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_dewedge.core.device import amp_dtype, resolve_device
+    from napari_dewedge.core.device import amp_dtype, device_label, resolve_device
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         size, steps, shape, n = 128, args.steps or 20, (300, 1000, 1000), 8192
     low = amp_dtype(device) if amp else None  # training's reduced dtype; CPU inference stays float32
     low_name = str(low).removeprefix("torch.") if low is not None else None
-    name = torch.cuda.get_device_name(device) if gpu else \
-        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    name = device_label(device)
     seconds = 0.5 if args.smoke else 2.0
     rates = {"float32": matmul_rate(device, torch.float32, n, seconds)}
     if low is not None:

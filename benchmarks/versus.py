@@ -35,7 +35,6 @@ that their mean has the scene's SNR.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import threading
 import time
@@ -199,13 +198,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_dewedge.core.device import resolve_device
+    from napari_dewedge.core.device import device_label, resolve_device
     from napari_dewedge.core.files import atomic_output
     from napari_dewedge.figures import save_comparison_figure
 
     device = resolve_device(args.device)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    device_name = device_label(device)
     # with --steps every trained method runs that many steps (the budget only stops a runaway)
     each = f"{args.steps} steps" if args.steps else f"{budget:.0f} s"
     rows: list[Row] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -13,8 +14,10 @@ from napari_dewedge.core.device import (
     autocast_context,
     available_devices,
     configure_cpu_threads,
+    cpu_name,
     cpu_native_bf16,
     default_cpu_threads,
+    device_label,
     release_device_memory,
     resolve_device,
 )
@@ -69,6 +72,21 @@ def test_cpu_bfloat16_flag_comes_from_the_cpu(monkeypatch) -> None:
     monkeypatch.setattr(device_module, "_CPU_BF16", None)
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     assert cpu_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_device_label_names_the_cpu_model_and_threads(monkeypatch) -> None:
+    lines = ["processor\t: 0\n", "model name\t: Example CPU 9000\n", "flags\t\t: fpu sse\n"]
+    monkeypatch.setattr(device_module, "open", lambda *a, **k: io.StringIO("".join(lines)), raising=False)
+    assert cpu_name() == "Example CPU 9000"
+    assert device_label(torch.device("cpu")) == f"CPU ({torch.get_num_threads()} threads, Example CPU 9000)"
+
+
+def test_cpu_name_falls_back_to_the_architecture(monkeypatch) -> None:
+    def missing(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(device_module, "open", missing, raising=False)
+    assert cpu_name()  # platform.processor() or platform.machine()
 
 
 def test_configure_cpu_threads_sets_and_validates() -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "available_devices",
     "amp_dtype",
     "cpu_native_bf16",
+    "cpu_name",
+    "device_label",
     "autocast_context",
     "configure_cpu_threads",
     "default_cpu_threads",
@@ -99,17 +101,37 @@ def resolve_device(name: "str | torch.device | None" = "auto") -> "torch.device"
     raise ValueError(f"unsupported device {name!r}: use 'auto' or one of {available_devices()}")
 
 
+def _cpuinfo_field(name: str) -> str | None:
+    """The value of the first ``name`` line of /proc/cpuinfo, or None (no such file or line)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(name)), None)
+    except OSError:
+        return None
+
+
 def cpu_native_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag)."""
     global _CPU_BF16
     if _CPU_BF16 is None:
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
-                flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
-        except OSError:
-            flags = []
-        _CPU_BF16 = bool({"avx512_bf16", "amx_bf16"} & set(flags))
+        _CPU_BF16 = bool({"avx512_bf16", "amx_bf16"} & set((_cpuinfo_field("flags") or "").split()))
     return _CPU_BF16
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC 9R14 96-Core Processor"), else its architecture."""
+    import platform
+
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def device_label(device: "torch.device") -> str:
+    """The device in words, for benchmark reports: the GPU's name, or the CPU's with torch's thread count."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads, {cpu_name()})"
 
 
 _CPU_BF16: bool | None = None
