@@ -60,7 +60,7 @@ class Row:
     wedge_auc: float
     measured_auc: float
     seconds: float
-    steps: int | None = None
+    steps: int | str | None = None  # "done of planned" when the budget cut the schedule
 
 
 def make_scene(name: str, size: int):
@@ -134,7 +134,7 @@ def _seconds_per_step(method: str, data, geometry, device, seed: int) -> float:
 
 
 def trained(method: str, full, even, odd, geometry, budget_s: float, device, seed: int, steps: int | None):
-    """Train for the budget and apply; returns (volume, seconds, steps).
+    """Train for the budget and apply; returns (volume, seconds, steps done: "done of planned" if cut).
 
     The number of steps is chosen so that the whole schedule (warm-up, lambda,
     decay) fits the budget, from a short calibration of this method's step time
@@ -157,7 +157,8 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
         timer.cancel()
     model = outcome.model
     result = pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device))).result
-    return result.mean, time.perf_counter() - t0, model.steps_done
+    done = model.steps_done
+    return result.mean, time.perf_counter() - t0, (done if done >= steps else f"{done} of {steps}")
 
 
 def score(scene: str, method: str, volume, truth, geometry, seconds: float, steps=None) -> Row:

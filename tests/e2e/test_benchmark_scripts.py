@@ -35,6 +35,16 @@ def test_versus_screens_a_setting_and_writes_its_table(tmp_path):
     assert versus._config("isonet-style", "cpu", 0, 2).fidelity_weight == 0.0  # baselines keep their own
 
 
+def test_versus_says_when_the_budget_cut_a_schedule(tmp_path):
+    versus = _script("versus")
+    args = ["--size", "32", "--steps", "500", "--budget", "3", "--scenes", "cell-snr1-sym", "--methods", "ours",
+            "--device", "cpu", "--name", "cut", "--out", str(tmp_path)]
+    assert versus.main(args) == 0
+    row = next(line for line in (tmp_path / "versus_cut.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| cell-snr1-sym | ours |"))
+    assert row.rstrip(" |").endswith(" of 500")
+
+
 def test_real_tomograms_draws_before_and_after(tmp_path):
     from napari_dewedge.core.phantoms import cell, corrupt
     from napari_dewedge.core.wedge import WedgeGeometry
