@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import platform
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,8 +121,6 @@ def cpu_native_bf16() -> bool:
 
 def cpu_name() -> str:
     """The CPU's model name ("AMD EPYC 9R14 96-Core Processor"), else its architecture."""
-    import platform
-
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
