@@ -214,6 +214,19 @@ def test_energy_weight_zero_leaves_the_energy_network_alone(tomogram: np.ndarray
     assert math.isfinite(events[-1].losses["fidelity"])
 
 
+def test_energy_every_runs_the_energy_network_on_every_nth_step_only(tomogram: np.ndarray) -> None:
+    tr = Trainer(tomogram, GEOMETRY, tiny(steps=4, energy_every=3))
+    it = tr.run()
+    next(it)  # the setup event
+    changed = []
+    for _ in range(4):
+        before = weights(tr._e)
+        event = next(it)
+        changed.append(any(not torch.equal(before[k], v) for k, v in weights(tr._e).items()))
+        assert event.losses["energy_net"] != 0.0  # between two runs: the last run's losses
+    assert changed == [True, False, False, True]
+
+
 def test_request_stop_ends_cleanly_and_model_is_usable(tomogram: np.ndarray) -> None:
     tr = Trainer(tomogram, GEOMETRY, tiny(steps=50))
     events = []

@@ -279,6 +279,10 @@ class TrainingConfig:
         "Drop the wedge's noise from the input"))
     energy_steps: int = field(default=1, metadata=_meta(
         "Updates of the energy network per training step.", "Energy updates per step", minimum=1))
+    energy_every: int = field(default=1, metadata=_meta(
+        "Training steps between two runs of the energy network and its term (1: every step); "
+        "the steps between learn from the data terms alone, at less cost.",
+        "Energy every", minimum=1))
     unet: dict[str, Any] = field(default_factory=lambda: dict(_DEFAULT_UNET), metadata=_meta(
         "Settings of the generator's U-Net (depth, width, norm, residual), merged over the defaults.",
         "U-Net", schema=False))

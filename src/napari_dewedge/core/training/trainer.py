@@ -153,6 +153,7 @@ class Trainer:
 
         self._step = 0
         self._history: list[dict[str, Any]] = []
+        self._energy_log: dict[str, float] = {}  # the energy's losses at its last run (energy_every > 1)
         self._noise: NoiseEstimate | None = None
         self._mask: np.ndarray | None = None
         self._pool: np.ndarray | None = None
@@ -510,13 +511,15 @@ class Trainer:
         with self._amp():
             pred = g(self._seen(y_in, T))
         pred = pred.float()
-        stats: dict[str, float] = {}
         d_loss = energy = torch.zeros((), device=self.device)
-        if cfg.energy_weight > 0:  # with the energy term off, its network is neither run nor trained
+        # with the energy term off (or on a step between two of its runs) its network is neither run nor trained
+        run_energy = cfg.energy_weight > 0 and (k - 1) % cfg.energy_every == 0
+        if run_energy:
             fake = L.rotate_each(pred, [WEDGE_MOVING_ROTATIONS[i] for i in rot_idx])
             if n_syn is not None:
                 fake = fake + n_syn
             d_loss, energy, stats = self._energy_terms(y_obs, fake, e_x)
+            self._energy_log = {"energy_net": float(d_loss.detach()), "energy": float(energy.detach()), **stats}
         fidelity = L.fidelity_loss(pred, y_fid, T, self._noise_model["sigma_n"])
         consistency = torch.zeros((), device=self.device)
         cons_term = None
@@ -542,12 +545,12 @@ class Trainer:
 
         losses = {
             "generator": float(loss.detach()),
-            "energy_net": float(d_loss.detach()),
-            "energy": float(energy.detach()),
+            "energy_net": 0.0,
+            "energy": 0.0,
             "fidelity": float(fidelity.detach()),
             "consistency": float(consistency.detach()),
             "noise_scale": scale,
-            **stats,
+            **(self._energy_log if cfg.energy_weight > 0 else {}),  # between two runs: the last run's
         }
         bad = [name for name, v in losses.items() if not math.isfinite(v)]
         if bad:
