@@ -119,18 +119,23 @@ def _config(method: str, device, seed: int, steps: int | None):
 
 
 def _seconds_per_step(method: str, data, geometry, device, seed: int) -> float:
-    """A short calibration run: the median time of a training step of this method here."""
+    """A short calibration run: the mean time of a training step of this method here.
+
+    It times whole cycles of the energy network (``energy_every`` steps each), so that a
+    method whose energy network skips steps is not calibrated on its cheap steps alone."""
     from napari_dewedge.core import pipeline
 
+    config = _config(method, device, seed, None)
+    steps = 1 + max(5, 2 * config.energy_every)
     times, last = [], None
-    for event in pipeline.train(data, pipeline.TrainSpec(geometry, _config(method, device, seed, 6)),
+    for event in pipeline.train(data, pipeline.TrainSpec(geometry, _config(method, device, seed, steps)),
                                 interval_s=0.0):
         if event.kind == "training":
             now = time.perf_counter()
             if event.event.step > 1 and last is not None:
                 times.append(now - last)
             last = now
-    return float(np.median(times)) if times else 1.0
+    return float(np.mean(times)) if times else 1.0
 
 
 def trained(method: str, full, even, odd, geometry, budget_s: float, device, seed: int, steps: int | None):

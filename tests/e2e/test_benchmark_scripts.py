@@ -45,6 +45,19 @@ def test_versus_says_when_the_budget_cut_a_schedule(tmp_path):
     assert row.rstrip(" |").endswith(" of 500")
 
 
+def test_versus_calibrates_on_whole_cycles_of_the_energy_network(monkeypatch):
+    from napari_dewedge.core import pipeline
+
+    versus = _script("versus")
+    planned = []
+    monkeypatch.setattr(pipeline, "train", lambda data, spec, interval_s=0.0: planned.append(spec.config.steps) or [])
+    monkeypatch.setitem(versus.OURS_OVERRIDES, "energy_every", 4)
+    versus._seconds_per_step("ours", None, None, "cpu", 0)
+    monkeypatch.setitem(versus.OURS_OVERRIDES, "energy_every", 1)
+    versus._seconds_per_step("ours", None, None, "cpu", 0)
+    assert planned == [9, 6]  # steps 2..9 hold two runs of the energy network (steps 5 and 9) in eight
+
+
 def test_real_tomograms_draws_before_and_after(tmp_path):
     from napari_dewedge.core.phantoms import cell, corrupt
     from napari_dewedge.core.wedge import WedgeGeometry
