@@ -72,7 +72,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # networks and bfloat16 where the CPU has it). The learning rate is high on purpose: on a
     # 64^3 cell scene at 240 steps, 1e-3 / 2e-3 / 4e-3 / 8e-3 gave 14.2 / 14.7 / 15.2 / 15.0 dB,
     # and 4e-3 reached in 240 steps what 1e-3 reached in 720 (docs/benchmarks). The energy network
-    # runs every 4th step: the same PSNR at equal steps (three seeds), a sixth less time a step.
+    # runs every 4th step: the same PSNR at equal steps (three seeds), a sixth less time a step,
+    # rings in XZ on the real microtubule crops where every step left a blur (docs/benchmarks).
     "quick": {
         "subtomo_size": 32,
         "n_subtomos": 64,
