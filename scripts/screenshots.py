@@ -156,7 +156,7 @@ def widget_shots(args, out_dir: Path) -> None:
     inspector.mode_combo.setCurrentIndex(inspector.mode_combo.findData("average"))
     _wait(app, lambda: inspector.spectrum is not None and inspector.spectrum.mode == "average", what="the spectrum")
     inspector.estimate()
-    _wait(app, lambda: inspector._estimate_worker is None, what="the estimate")
+    _wait(app, lambda: not inspector.runner.busy("estimate"), what="the estimate")
     _save(inspector, out_dir / "inspector_tomogram.png")
     # Back to the phantom's recorded wedge for the following views.
     inspector.layer_picker.set_layer(layers["observed"])
