@@ -124,10 +124,11 @@ def _config(method: str, device, seed: int, steps: int | None):
 def _seconds_per_step(method: str, data, geometry, device, seed: int) -> float:
     """A short calibration run: the mean time of a training step of this method here.
 
-    The first steps are left out (they allocate memory and choose kernels: with them
-    in the mean, a baseline's 300 s run ended after 213 s), and the mean is over whole cycles of the energy network
-    (``energy_every`` steps each), so that a method whose energy network skips steps is
-    not calibrated on its cheap steps alone."""
+    The first steps are left out (they allocate memory and choose kernels, and are
+    slower than the rest), and the mean is over whole cycles of the energy network
+    (``energy_every`` steps each), so that a method whose energy network skips steps
+    is not calibrated on its cheap steps alone. The estimate can still be off by a
+    fifth or more for some methods (docs/benchmarks); a stop at the budget guards it."""
     from napari_dewedge.core import pipeline
 
     every = _config(method, device, seed, None).energy_every
