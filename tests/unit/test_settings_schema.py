@@ -49,8 +49,8 @@ def test_every_field_is_documented() -> None:
     assert by_name["subtomo_size"].default == 32 and by_name["unet_depth"].default == 3
     # the simple form: what the napari widget shows
     simple = {s.name for s in schema if not s.advanced}
-    assert simple == {"subtomo_size", "n_subtomos", "steps", "batch_size", "lambda_consistency", "noise_scale",
-                      "energy_objective", "device", "seed", "unet_depth", "unet_width"}
+    assert simple == {"subtomo_size", "n_subtomos", "steps", "time_budget_s", "batch_size", "lambda_consistency",
+                      "noise_scale", "energy_objective", "device", "seed", "unet_depth", "unet_width"}
 
 
 @pytest.mark.parametrize(

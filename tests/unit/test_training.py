@@ -227,6 +227,35 @@ def test_energy_every_runs_the_energy_network_on_every_nth_step_only(tomogram: n
     assert changed == [True, False, False, True]
 
 
+def test_a_time_budget_ends_the_run_and_its_schedules_with_the_time(tomogram: np.ndarray, monkeypatch) -> None:
+    import types
+
+    from napari_dewedge.core.training import trainer as trainer_module
+
+    clock = {"t": 0.0}  # every step takes exactly one second of this clock
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"],
+                                                                       monotonic=lambda: clock["t"]))
+    step = Trainer._train_step
+
+    def one_second_step(self, k):
+        clock["t"] += 1.0
+        return step(self, k)
+
+    monkeypatch.setattr(Trainer, "_train_step", one_second_step)
+    cfg = tiny(steps=100, time_budget_s=5, warmup_fraction=0.1, lr=1e-3)
+    events = list(Trainer(tomogram, GEOMETRY, cfg).run())
+    assert [e.step for e in events] == list(range(6))  # 5 s: 5 steps of the 100
+    last = events[-1]
+    assert last.done and not last.stopped and "time budget of 5 s" in last.message
+    assert [e.total for e in events[1:]] == [5] * 5  # the steps the time left holds, projected
+    # the schedule follows the time: step 2 stands at 1 s of 5 (step 20 of 100), past the warm-up
+    lrs = [e.lr for e in events[1:]]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[1] == pytest.approx(1e-3 * 81 / 91)
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.3e-3
+    # without a budget the same steps stay in the warm-up
+    assert Trainer(tomogram, GEOMETRY, tiny(steps=100, lr=1e-3))._lr(2) == pytest.approx(2e-4)
+
+
 def test_request_stop_ends_cleanly_and_model_is_usable(tomogram: np.ndarray) -> None:
     tr = Trainer(tomogram, GEOMETRY, tiny(steps=50))
     events = []

@@ -206,6 +206,7 @@ def _train(data: list, args: argparse.Namespace, device: Any, save_to: Path | No
                         _say(f"  {event.event.message}", args)
                     bar = Progress(event.event.total, "training", "steps", quiet=args.quiet)
                 losses = event.event.losses
+                bar.set_total(event.event.total)
                 bar.update_to(event.event.step, _format_losses(losses) if losses else "")
             elif event.kind == "failure":
                 _raise_failure(event)

@@ -48,6 +48,16 @@ class Progress:
             except ImportError:  # pragma: no cover - tqdm comes with napari
                 self._bar = None
 
+    def set_total(self, total: int) -> None:
+        """A new end (a run with a time budget projects its steps as it goes)."""
+        total = max(1, int(total))
+        if total == self.total:
+            return
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
     def update_to(self, n: int, info: str = "") -> None:
         n = min(int(n), self.total)
         if self.quiet:

@@ -168,7 +168,7 @@ def build_config(values: dict[str, Any]) -> "TrainingConfig":
     if int(values.get("samples", 1)) < 1:
         raise ValueError(f"number of samples K must be >= 1, got {values.get('samples')}")
     overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples")})
-    for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch"):  # None is a value here
+    for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch", "time_budget_s"):  # None is a value
         if key in values and values[key] is None:
             overrides[key] = None
     steps = int(overrides.get("steps", PRESETS[preset]["steps"]))

@@ -526,6 +526,9 @@ class DewedgeWidget(QWidget):
             self._plot_shown = now
 
     def _show_training(self, event: Any) -> None:
+        pbar = self._progress
+        if pbar is not None and self._progress_phase == "train" and event.total and pbar.total != event.total:
+            pbar.total = int(event.total)  # a time budget projects the steps as the run goes
         if event.step == 0:
             text = "Training: " + (event.message or "starting")
         else:

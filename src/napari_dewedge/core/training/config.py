@@ -225,6 +225,11 @@ class TrainingConfig:
         "Subtomograms per epoch", minimum=1, advanced=False))
     steps: int = field(default=1000, metadata=_meta(
         "Number of training steps.", "Steps", minimum=1, advanced=False))
+    time_budget_s: int | None = field(default=None, metadata=_meta(
+        "Seconds of training: the learning-rate and consistency schedules follow the time spent, and "
+        "training ends when the budget is spent or the steps are done, whichever comes first (a seeded "
+        "run is then no longer reproducible: how many steps fit depends on the machine).",
+        "Time budget (s)", minimum=1, advanced=False, none_text="none (the steps alone)"))
     batch_size: int = field(default=4, metadata=_meta(
         "Subtomograms per training step (per process under torchrun).", "Batch size", minimum=1, advanced=False))
     lr: float = field(default=1e-4, metadata=_meta(

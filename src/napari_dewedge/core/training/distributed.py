@@ -217,16 +217,20 @@ class Distributed:
             offset += n
 
     def after_step(self, trainer: "Trainer", losses: Mapping[str, float]) -> dict[str, float]:
-        """Rank 0's buffers everywhere; the losses averaged over the ranks; whether any rank asked to stop."""
+        """Rank 0's buffers everywhere; the losses averaged over the ranks; whether any rank asked to stop.
+
+        The ranks' training time is averaged too (``trainer._elapsed``), so that a time
+        budget moves their schedules alike and ends them after the same step."""
         import torch
         import torch.distributed as dist
 
         names = list(losses)
-        values = torch.tensor([float(losses[k]) for k in names] + [float(trainer.stop_requested)],
+        values = torch.tensor([float(losses[k]) for k in names] + [trainer._elapsed, float(trainer.stop_requested)],
                               dtype=torch.float64, device=self.device)
         dist.all_reduce(values)
         self.stop = bool(values[-1].item() > 0)
-        mean = (values[:-1] / self.world_size).tolist()
+        trainer._elapsed = float(values[-2].item()) / self.world_size
+        mean = (values[:-2] / self.world_size).tolist()
         with torch.no_grad():
             for dtype in sorted({b.dtype for b in self._buffers}, key=str):
                 group = [b for b in self._buffers if b.dtype == dtype]

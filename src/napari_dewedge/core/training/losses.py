@@ -134,7 +134,7 @@ def generator_loss(
 
 
 def lambda_schedule(
-    k: int, *, lambda_consistency: float, epoch_steps: int, steps: int, decay: bool = True, lambda_final: float = 0.0
+    k: float, *, lambda_consistency: float, epoch_steps: int, steps: int, decay: bool = True, lambda_final: float = 0.0
 ) -> float:
     """Consistency weight at step ``k`` (1-based): constant in the first epoch, then linear
     decay to ``lambda_final * lambda_consistency`` at the last step (when ``decay``)."""
@@ -145,8 +145,9 @@ def lambda_schedule(
     return lam0 * (1.0 - (1.0 - lambda_final) * t)
 
 
-def lr_schedule(k: int, *, lr: float, steps: int, warmup_fraction: float) -> float:
-    """Learning rate at step ``k`` (1-based): linear warm-up, then linear decay."""
+def lr_schedule(k: float, *, lr: float, steps: int, warmup_fraction: float) -> float:
+    """Learning rate at step ``k`` (1-based; a fraction between steps with a time budget):
+    linear warm-up, then linear decay."""
     warm = int(round(warmup_fraction * steps))
     if warm > 0 and k <= warm:
         factor = k / warm

@@ -246,7 +246,7 @@ class Trainer:
         notes = list(self._notes) + [f"{self._noise}", f"subtomograms {self.subtomo_size}^3 on {self.device}"]
         if self._step:
             notes.insert(0, f"resumed at step {self._step}")
-        if self._step >= total:
+        if self._step >= total or self._time_spent():
             self._finished = True
             self._write_checkpoint()
             yield self._event(total, {}, 0.0, preview=True, done=True, message="; ".join(notes + ["nothing left to do"]))
@@ -256,7 +256,7 @@ class Trainer:
         last_ckpt = time.monotonic()
         per_step = 0.0
         log_every = max(1, total // 2000)
-        while self._step < total:
+        while self._step < total and not self._finished:
             if self._stop.is_set() if self._dist is None else self._dist.stop:
                 break
             t0 = time.perf_counter()
@@ -264,14 +264,14 @@ class Trainer:
             with self._lock:
                 losses, lam, lr = self._train_step(k)
                 self._step = k
-                if self._dist is not None:  # the ranks' mean losses, one stop decision, rank 0's buffers
+                self._elapsed += time.perf_counter() - t0
+                if self._dist is not None:  # the ranks' mean losses and time, one stop decision, rank 0's buffers
                     losses = self._dist.after_step(self, losses)
             dt = time.perf_counter() - t0
-            self._elapsed += dt
             per_step = dt if per_step == 0.0 else 0.9 * per_step + 0.1 * dt
-            if k % log_every == 0 or k == total:
+            done = k == total or self._time_spent()
+            if k % log_every == 0 or done:
                 self._history.append({"step": k, "lr": lr, "lam": lam, **losses})
-            done = k == total
             if done:
                 self._finished = True
             if self.checkpoint_path is not None and (
@@ -283,8 +283,12 @@ class Trainer:
             want_preview = done or (cfg.preview_every > 0 and k % cfg.preview_every == 0)
             if done:
                 self._release()
-            message = f"finished {total} steps" if done else ""
-            yield self._event(total, losses, per_step, lam=lam, lr=lr, preview=want_preview, done=done, message=message)
+            message = ""
+            if done:
+                message = f"finished {total} steps" if k == total else \
+                    f"finished: the time budget of {cfg.time_budget_s:g} s is spent, after {k} steps"
+            yield self._event(self._projected_total(per_step), losses, per_step, lam=lam, lr=lr,
+                              preview=want_preview, done=done, message=message)
         if not self._finished:  # stopped between steps
             self._stopped = True
             if self.checkpoint_path is not None:
@@ -292,6 +296,19 @@ class Trainer:
             self._release()
             message = f"stopped at step {self._step} of {total}"
             yield self._event(total, {}, per_step, preview=True, done=True, stopped=True, message=message)
+
+    def _projected_total(self, per_step: float) -> int:
+        """The steps the run will have done at its end: ``steps``, or with a time
+        budget the steps done plus as many as the time left holds at ``per_step``."""
+        cfg, k = self.config, self._step
+        if cfg.time_budget_s is None:
+            return cfg.steps
+        if self._finished:
+            return k
+        if per_step <= 0:
+            return cfg.steps
+        left = max(0.0, cfg.time_budget_s - self._elapsed)
+        return int(min(cfg.steps, k + math.ceil(left / per_step)))
 
     def _event(self, total: int, losses: Mapping[str, float], per_step: float, *, lam: float | None = None,
                lr: float | None = None, preview: bool = False, done: bool = False, stopped: bool = False,
@@ -377,16 +394,30 @@ class Trainer:
 
     # -- schedules -------------------------------------------------------------------
 
+    def _schedule_step(self, k: int) -> float:
+        """Where step ``k`` stands in the schedules: ``k`` itself, or with a time budget
+        further on when the time spent so far is a larger fraction of the budget than
+        ``k`` is of the steps (so that the schedules end with the budget)."""
+        cfg = self.config
+        if cfg.time_budget_s is None:
+            return k
+        return max(k, min(float(cfg.steps), self._elapsed / cfg.time_budget_s * cfg.steps))
+
+    def _time_spent(self) -> bool:
+        """Whether the time budget (if any) is spent."""
+        return self.config.time_budget_s is not None and self._elapsed >= self.config.time_budget_s
+
     def _lr(self, k: int) -> float:
         """Learning rate at step ``k`` (1-based): linear warm-up, then linear decay."""
         cfg = self.config
-        return L.lr_schedule(k, lr=cfg.lr, steps=cfg.steps, warmup_fraction=cfg.warmup_fraction)
+        return L.lr_schedule(self._schedule_step(k), lr=cfg.lr, steps=cfg.steps, warmup_fraction=cfg.warmup_fraction)
 
     def _lambda(self, k: int) -> float:
         """Consistency weight at step ``k``: constant in the first epoch, then linear decay."""
         cfg = self.config
         return L.lambda_schedule(
-            k, lambda_consistency=cfg.lambda_consistency, epoch_steps=cfg.epoch_steps, steps=cfg.steps,
+            self._schedule_step(k), lambda_consistency=cfg.lambda_consistency, epoch_steps=cfg.epoch_steps,
+            steps=cfg.steps,
             decay=cfg.lambda_decay, lambda_final=cfg.lambda_final,
         )
 
