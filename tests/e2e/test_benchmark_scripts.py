@@ -45,17 +45,17 @@ def test_versus_says_when_the_budget_cut_a_schedule(tmp_path):
     assert row.rstrip(" |").endswith(" of 500")
 
 
-def test_versus_calibrates_on_whole_cycles_of_the_energy_network(monkeypatch):
-    from napari_dewedge.core import pipeline
-
+def test_versus_trains_every_method_on_the_time_budget(tmp_path):
     versus = _script("versus")
-    planned = []
-    monkeypatch.setattr(pipeline, "train", lambda data, spec, interval_s=0.0: planned.append(spec.config.steps) or [])
-    for every in (1, 4, 5):
-        monkeypatch.setitem(versus.OURS_OVERRIDES, "energy_every", every)
-        versus._seconds_per_step("ours", None, None, "cpu", 0)
-    # two steps left out, then at least 8 timed, in whole cycles: 8, 8 (two cycles), 10 (two)
-    assert planned == [10, 10, 12]
+    cfg = versus._config("isonet-style", "cpu", 0, None, 300.0)
+    assert cfg.time_budget_s == 300 and cfg.steps == versus._BUDGET_STEPS and cfg.fidelity_weight == 0.0
+    args = ["--size", "32", "--budget", "2", "--scenes", "cell-snr1-sym", "--methods", "ours",
+            "--device", "cpu", "--name", "budget", "--out", str(tmp_path)]
+    assert versus.main(args) == 0
+    row = next(line for line in (tmp_path / "versus_budget.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| cell-snr1-sym | ours |"))
+    steps = row.rstrip(" |").rsplit("|", 1)[-1].strip()
+    assert steps.isdigit() and int(steps) > 0  # ended by its time budget, not cut by the guard
 
 
 def test_real_tomograms_draws_before_and_after(tmp_path):
