@@ -18,6 +18,8 @@ from napari_dewedge.core.training.losses import (
     gradient_penalty,
     lambda_schedule,
     lr_schedule,
+    projected_total,
+    schedule_position,
 )
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
 
@@ -121,6 +123,18 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lrs[:2] == pytest.approx([5e-4, 1e-3])
     assert lrs[-1] == pytest.approx(1e-3 / 7)
     assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_a_time_budget_moves_the_schedules_on_with_the_time_and_projects_the_steps_left() -> None:
+    kw = dict(steps=100, budget_s=10.0)
+    assert schedule_position(5, steps=100, elapsed_s=9.0, budget_s=None) == 5
+    assert schedule_position(5, elapsed_s=1.0, **kw) == pytest.approx(10.0)  # a tenth of the time: step 10 of 100
+    assert schedule_position(20, elapsed_s=1.0, **kw) == 20  # never behind the steps done
+    assert schedule_position(5, elapsed_s=30.0, **kw) == 100.0  # never past the last step
+    assert projected_total(5, steps=100, elapsed_s=9.0, budget_s=None, per_step=1.0) == 100
+    assert projected_total(5, elapsed_s=4.0, per_step=0.5, **kw) == 17  # 6 s left at 0.5 s a step
+    assert projected_total(5, elapsed_s=4.0, per_step=0.01, **kw) == 100
+    assert projected_total(5, elapsed_s=4.0, per_step=0.0, **kw) == 100  # no pace measured yet
 
 
 def test_consistency_pair_takes_the_measured_region_from_the_data_and_the_wedge_from_the_prediction():

@@ -7,6 +7,7 @@ runs the networks and passes their outputs here. The formulas are those of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,7 +26,9 @@ __all__ = [
     "gradient_penalty",
     "lambda_schedule",
     "lr_schedule",
+    "projected_total",
     "rotate_each",
+    "schedule_position",
 ]
 
 #: Weight of the drift term ``E(real)^2`` of the ``"wgan-gp"`` objective.
@@ -154,3 +157,20 @@ def lr_schedule(k: float, *, lr: float, steps: int, warmup_fraction: float) -> f
     else:
         factor = max(0.0, (steps - k + 1) / (steps - warm + 1)) if steps > warm else 1.0
     return lr * factor
+
+
+def schedule_position(k: int, *, steps: int, elapsed_s: float, budget_s: float | None) -> float:
+    """Where step ``k`` stands in the schedules: ``k`` itself, or with a time budget
+    further on when the time spent is a larger fraction of the budget than ``k`` is
+    of the steps (so that the schedules end with the budget)."""
+    if budget_s is None:
+        return k
+    return max(k, min(float(steps), elapsed_s / budget_s * steps))
+
+
+def projected_total(k: int, *, steps: int, elapsed_s: float, budget_s: float | None, per_step: float) -> int:
+    """The steps a run will have done at its end: ``steps``, or with a time budget
+    the ``k`` done plus as many as the time left holds at ``per_step`` seconds each."""
+    if budget_s is None or per_step <= 0:
+        return steps
+    return int(min(steps, k + math.ceil(max(0.0, budget_s - elapsed_s) / per_step)))

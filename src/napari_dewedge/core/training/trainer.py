@@ -166,7 +166,7 @@ class Trainer:
         self._stopped = False
         self._released = False
         if resume_from is not None:
-            self._load_checkpoint(Path(resume_from))
+            load_checkpoint(self, Path(resume_from))
         self._dist = distributed.attach(self)  # None unless a process group of 2+ ranks is open
 
     # -- public ----------------------------------------------------------------------
@@ -298,17 +298,10 @@ class Trainer:
             yield self._event(total, {}, per_step, preview=True, done=True, stopped=True, message=message)
 
     def _projected_total(self, per_step: float) -> int:
-        """The steps the run will have done at its end: ``steps``, or with a time
-        budget the steps done plus as many as the time left holds at ``per_step``."""
-        cfg, k = self.config, self._step
-        if cfg.time_budget_s is None:
-            return cfg.steps
-        if self._finished:
-            return k
-        if per_step <= 0:
-            return cfg.steps
-        left = max(0.0, cfg.time_budget_s - self._elapsed)
-        return int(min(cfg.steps, k + math.ceil(left / per_step)))
+        """The steps the run will have done at its end (see :func:`.losses.projected_total`)."""
+        cfg = self.config
+        return self._step if self._finished and cfg.time_budget_s is not None else L.projected_total(
+            self._step, steps=cfg.steps, elapsed_s=self._elapsed, budget_s=cfg.time_budget_s, per_step=per_step)
 
     def _event(self, total: int, losses: Mapping[str, float], per_step: float, *, lam: float | None = None,
                lr: float | None = None, preview: bool = False, done: bool = False, stopped: bool = False,
@@ -395,13 +388,8 @@ class Trainer:
     # -- schedules -------------------------------------------------------------------
 
     def _schedule_step(self, k: int) -> float:
-        """Where step ``k`` stands in the schedules: ``k`` itself, or with a time budget
-        further on when the time spent so far is a larger fraction of the budget than
-        ``k`` is of the steps (so that the schedules end with the budget)."""
         cfg = self.config
-        if cfg.time_budget_s is None:
-            return k
-        return max(k, min(float(cfg.steps), self._elapsed / cfg.time_budget_s * cfg.steps))
+        return L.schedule_position(k, steps=cfg.steps, elapsed_s=self._elapsed, budget_s=cfg.time_budget_s)
 
     def _time_spent(self) -> bool:
         """Whether the time budget (if any) is spent."""
@@ -609,9 +597,6 @@ class Trainer:
     def _write_checkpoint(self) -> None:
         if self._dist is None or self._dist.is_main:
             write_checkpoint(self)
-
-    def _load_checkpoint(self, path: Path) -> None:
-        load_checkpoint(self, path)
 
     # -- cleanup ---------------------------------------------------------------------
 
