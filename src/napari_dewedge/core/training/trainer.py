@@ -298,10 +298,11 @@ class Trainer:
             yield self._event(total, {}, per_step, preview=True, done=True, stopped=True, message=message)
 
     def _projected_total(self, per_step: float) -> int:
-        """The steps the run will have done at its end (see :func:`.losses.projected_total`)."""
+        """The steps the run will have done at its end (see :func:`.losses.projected_total`; once the
+        budget is spent no time is left, so that is the steps done)."""
         cfg = self.config
-        return self._step if self._finished and cfg.time_budget_s is not None else L.projected_total(
-            self._step, steps=cfg.steps, elapsed_s=self._elapsed, budget_s=cfg.time_budget_s, per_step=per_step)
+        return L.projected_total(self._step, steps=cfg.steps, elapsed_s=self._elapsed, budget_s=cfg.time_budget_s,
+                                 per_step=per_step)
 
     def _event(self, total: int, losses: Mapping[str, float], per_step: float, *, lam: float | None = None,
                lr: float | None = None, preview: bool = False, done: bool = False, stopped: bool = False,
