@@ -82,10 +82,16 @@ def test_apply_same_result_as_engine(model_file, tomo, tmp_path):
     from napari_dewedge.core.inference import predict
     from napari_dewedge.core.model import TrainedModel
 
-    out = tmp_path / "e.mrc"
+    out, plain = tmp_path / "e.mrc", tmp_path / "p.mrc"
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(out), "--device", "cpu", "-q"]) == 0
-    expected = predict(TrainedModel.load(model_file), read_volume(tomo).data, device="cpu").mean
-    np.testing.assert_allclose(read_volume(out).data, expected, rtol=1e-5, atol=1e-5)
+    assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(plain), "--device", "cpu", "-q",
+                     "--no-coarse-pass"]) == 0
+    model, volume = TrainedModel.load(model_file), read_volume(tomo).data
+    expected = predict(model, volume, device="cpu", coarse=True)  # the coarse pass is on by default
+    assert expected.coarse_factor > 1
+    np.testing.assert_allclose(read_volume(out).data, expected.mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(read_volume(plain).data, predict(model, volume, device="cpu").mean, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(read_volume(out).data, read_volume(plain).data)
 
 
 # --- refusals -------------------------------------------------------------------

@@ -210,6 +210,9 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
                         "a per-voxel standard deviation")
     g.add_argument("--std-out", default=None, metavar="PATH", help="write the per-voxel standard deviation "
                                                                    "(needs --samples > 1) to this MRC file")
+    g.add_argument("--no-coarse-pass", dest="coarse", action="store_false",
+                   help="skip the coarse pass, which applies the model to the tomogram binned until it fits one "
+                        "subtomogram and takes the missing wedge's longest wavelengths from it")
     g.add_argument("--halves", action="store_true",
                    help="apply the model to the even and odd halves and average the two results")
     g.add_argument("--shard", default=None, metavar="I/N",
@@ -297,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, apply_noise_scale=None, overlap=None, checkpoint=None)
+    p.set_defaults(func=cmd_demo, samples=1, coarse=True, apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 
 

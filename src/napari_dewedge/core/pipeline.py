@@ -89,6 +89,9 @@ class TrainSpec:
 class ApplySpec:
     """How to apply: samples K, device, seed and the tile settings (None: the model's).
 
+    ``coarse``: the coarse pass (:mod:`.inference.coarse`), which fills the
+    missing wedge's longest wavelengths from the volume binned to one subtomogram.
+
     ``geometry`` and ``voxel_size`` describe the volume; when given, a model
     trained for another wedge or voxel size gives a :class:`Notice`.
     """
@@ -102,6 +105,7 @@ class ApplySpec:
     batch_size: int | None = None
     geometry: WedgeGeometry | None = None
     voxel_size: tuple[float, float, float] | None = None
+    coarse: bool = True
 
 
 class JobControl:
@@ -339,7 +343,8 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
     result = None
     for event in run_inference(model, volume, samples=int(spec.samples), noise_scale=spec.noise_scale,
                                geometry=spec.geometry, device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
-                               batch_size=spec.batch_size, stop=lambda: control.stop_requested):
+                               batch_size=spec.batch_size, stop=lambda: control.stop_requested,
+                               coarse=spec.coarse):
         now = time.monotonic()
         if event.done or now - last >= interval_s:
             last = now

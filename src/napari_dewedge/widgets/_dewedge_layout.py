@@ -6,6 +6,7 @@ from typing import Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -107,6 +108,11 @@ def build_layout(w: Any) -> None:
     w.samples_spin.setToolTip("Predictions with different input noise averaged; K > 1 also gives an "
                                  "uncertainty map")
     w.form.layout().addRow("Samples K", w.samples_spin)
+    w.coarse_check = QCheckBox("Coarse pass")
+    w.coarse_check.setChecked(True)
+    w.coarse_check.setToolTip("Also apply the model to the tomogram binned until it fits one subtomogram, and take "
+                              "the missing wedge's longest wavelengths (the density profile along z) from it")
+    w.form.layout().addRow("", w.coarse_check)
     adv_box = QWidget()
     adv_layout = QVBoxLayout(adv_box)
     adv_layout.setContentsMargins(0, 0, 0, 0)

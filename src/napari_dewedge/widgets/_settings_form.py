@@ -136,14 +136,15 @@ def form_settings() -> list:
 def preset_values(name: str, **changes: Any) -> dict[str, Any]:
     """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``.
 
-    Keys are the schema's setting names, plus ``preset`` and ``samples`` (K).
+    Keys are the schema's setting names, plus ``preset``, ``samples`` (K) and ``coarse``
+    (the coarse pass of the application).
     """
     from ..core.training import PRESETS, TrainingConfig
 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = TrainingConfig.preset(name)
-    values: dict[str, Any] = {"preset": name, "samples": 1}
+    values: dict[str, Any] = {"preset": name, "samples": 1, "coarse": True}
     values.update({s.name: s.value_in(config) for s in form_settings()})
     for key in changes:
         if key not in values:
@@ -167,7 +168,7 @@ def build_config(values: dict[str, Any]) -> "TrainingConfig":
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if int(values.get("samples", 1)) < 1:
         raise ValueError(f"number of samples K must be >= 1, got {values.get('samples')}")
-    overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples")})
+    overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples", "coarse")})
     for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch", "time_budget_s"):  # None is a value
         if key in values and values[key] is None:
             overrides[key] = None

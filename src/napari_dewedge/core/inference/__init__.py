@@ -23,8 +23,14 @@ keeping the samples.
 :func:`run_inference` is a generator of :class:`InferenceEvent` for progress
 bars and GUI workers; :func:`predict` consumes it.
 
-Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan) and
-:mod:`.run` (the run, its events and result, the accumulators).
+With ``coarse=True`` a last pass applies the generator to the volume binned in
+Fourier space until its longest edge is about one subtomogram, and takes
+that prediction for the missing wedge's longest wavelengths, which no tile can
+see (:mod:`.coarse`).
+
+Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
+:mod:`.run` (the run, its events and result, the accumulators) and
+:mod:`.coarse` (binning and the merge of the coarse pass).
 """
 
 from __future__ import annotations

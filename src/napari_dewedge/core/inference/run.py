@@ -55,6 +55,7 @@ class InferenceResult:
     overlap: tuple[int, int, int] = (0, 0, 0)
     device: str = "cpu"
     seconds: float = 0.0
+    coarse_factor: int = 1
 
     def settings(self) -> dict[str, Any]:
         """Plain-dict description for provenance (layer metadata, MRC labels)."""
@@ -63,6 +64,7 @@ class InferenceResult:
             "noise_scale": self.noise_scale,
             "tile": list(self.tile),
             "overlap": list(self.overlap),
+            "coarse_factor": self.coarse_factor,
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -268,6 +270,8 @@ def run_inference(
     amp: bool = True,
     out: np.ndarray | None = None,
     std_out: np.ndarray | None = None,
+    coarse: bool = False,
+    normalization: tuple[float, float] | None = None,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
 
@@ -302,6 +306,14 @@ def run_inference(
         Mixed precision on CUDA (inference on the CPU stays in float32).
     out, std_out
         Optional float32 output arrays of the volume's shape (e.g. memory maps).
+    coarse
+        Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
+        the volume binned until it fits one subtomogram, its prediction taken for
+        the missing wedge's lowest frequencies (of the mean; ``std`` is left as
+        the tiles made it). Skipped when the volume already fits, or is too large
+        to transform in memory.
+    normalization
+        ``(mean, std)`` of the tiles' normalisation instead of the model's.
 
     Yields one :class:`InferenceEvent` per batch; the last has ``done=True``
     and the :class:`InferenceResult`.
@@ -360,7 +372,11 @@ def run_inference(
         torch_gen = torch.Generator(device=dev)
         torch_gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
 
-    normalize, denormalize = _normalization(model, volume)
+    if normalization is None:
+        normalize, denormalize = _normalization(model, volume)
+    else:
+        n_mean, n_std = (float(v) for v in normalization)
+        normalize, denormalize = (lambda x: (x - n_mean) / n_std), (lambda y: y * n_std + n_mean)
     seen = _input_filter(model, geometry)
     was_training = generator.training
     home = next((p.device for p in generator.parameters()), None)
@@ -413,11 +429,13 @@ def run_inference(
         if dev.type != "cpu":
             release_device_memory(dev)
 
-    elapsed = time.perf_counter() - t0
     if stopped:
+        elapsed = time.perf_counter() - t0
         yield InferenceEvent(done, total, state["k"] + 1, samples, elapsed, None, done=True, stopped=True,
                              message="inference stopped")
         return
+    factor = _coarse_pass(model, volume, mean, geometry, dev, amp) if coarse else 1
+    elapsed = time.perf_counter() - t0
     std = None
     if m2 is not None:
         step = max(1, (1 << 24) // max(1, shape[1] * shape[2]))
@@ -435,9 +453,34 @@ def run_inference(
         overlap=plan.overlap,
         device=str(dev),
         seconds=elapsed,
+        coarse_factor=factor,
     )
+    passes = f", coarse pass at 1/{factor}" if factor > 1 else ""
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
-                         message=f"{total} tiles in {elapsed:.1f} s on {dev}")
+                         message=f"{total} tiles{passes} in {elapsed:.1f} s on {dev}")
+
+
+def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
+                 amp: bool) -> int:
+    """Merge the coarse prediction into ``mean`` (in place); returns the binning (1: not run)."""
+    from ..training.sampling import volume_stats
+    from .coarse import coarse_factor, coarse_volume, merge_coarse
+
+    wedge = geometry if geometry is not None else getattr(model, "geometry", None)
+    factor = coarse_factor(tuple(volume.shape), int(model.subtomo_size))
+    if wedge is None or factor < 2:
+        return 1
+    binned = coarse_volume(volume, factor)
+    # the binned volume holds the same signal with less noise: normalised like the
+    # training volumes (each with its own statistics), the mean kept where the model's is
+    if (getattr(model, "training", None) or {}).get("per_volume_normalization"):
+        center = volume_stats(binned)[0]
+    else:
+        center = float(model.normalization["mean"])
+    norm = (center, volume_stats(binned)[1])
+    pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm).mean
+    merge_coarse(mean, pred, wedge)
+    return factor
 
 
 def predict(model: "TrainedModel", volume: np.ndarray, **kwargs: Any) -> InferenceResult:
