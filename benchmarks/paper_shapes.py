@@ -58,6 +58,9 @@ class Case:
     train_s: float
     apply_s: float
     steps: int
+    psnr_plain: float = float("nan")  # the same model applied without the coarse pass
+    ssim_plain: float = float("nan")
+    auc_plain: float = float("nan")
     volumes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
@@ -102,10 +105,11 @@ def _train(corrupted: list[np.ndarray], geometry, config, label: str, quiet: boo
     return pipeline.run_job(pipeline.train(data, spec), on_event=report).model
 
 
-def _apply(model, corrupted: np.ndarray, device) -> np.ndarray:
+def _apply(model, corrupted: np.ndarray, device, coarse: bool = True) -> np.ndarray:
     from napari_dewedge.core import pipeline
 
-    return pipeline.run_job(pipeline.apply(model, corrupted, pipeline.ApplySpec(device=device))).result.mean
+    spec = pipeline.ApplySpec(device=device, coarse=coarse)
+    return pipeline.run_job(pipeline.apply(model, corrupted, spec)).result.mean
 
 
 def run_shape(shape: str, truths: list[np.ndarray], args, device, geometry) -> list[Case]:
@@ -130,6 +134,7 @@ def run_shape(shape: str, truths: list[np.ndarray], args, device, geometry) -> l
         t0 = time.perf_counter()
         corrected = _apply(model, observed, device)
         apply_s = time.perf_counter() - t0
+        plain = _apply(model, observed, device, coarse=False)
         case = Case(
             shape=shape, index=index,
             psnr_in=psnr(observed, truth), ssim_in=ssim(observed, truth),
@@ -137,12 +142,15 @@ def run_shape(shape: str, truths: list[np.ndarray], args, device, geometry) -> l
             auc_in=missing_wedge_fsc_auc(observed, truth, geometry),
             auc_out=missing_wedge_fsc_auc(corrected, truth, geometry),
             train_s=train_s, apply_s=apply_s, steps=model.steps_done,
+            psnr_plain=psnr(plain, truth), ssim_plain=ssim(plain, truth),
+            auc_plain=missing_wedge_fsc_auc(plain, truth, geometry),
         )
         if index == 0:
             case.volumes = {"corrupted": observed, "corrected": corrected, "truth": truth}
         print(f"  [{shape} {index + 1}] PSNR {case.psnr_in:.2f} -> {case.psnr_out:.2f} dB, SSIM {case.ssim_in:.4f} "
               f"-> {case.ssim_out:.4f}, wedge FSC-AUC {case.auc_in:.3f} -> {case.auc_out:.3f}, "
-              f"apply {apply_s:.1f} s", file=sys.stderr, flush=True)
+              f"apply {apply_s:.1f} s (no coarse pass: {case.psnr_plain:.2f} dB, SSIM {case.ssim_plain:.4f}, "
+              f"wedge FSC-AUC {case.auc_plain:.3f})", file=sys.stderr, flush=True)
         cases.append(case)
     return cases
 
@@ -156,9 +164,10 @@ def _mean_sd(values: list[float], digits: int) -> str:
 
 def table(cases: list[Case], device_name: str) -> str:
     head = ("| shape | paper corrupted PSNR / SSIM | paper CryoGEN PSNR / SSIM | ours corrupted PSNR / SSIM | "
-            "ours corrected PSNR / SSIM | missing-wedge FSC-AUC corrupted → corrected | steps | "
+            "ours corrected PSNR / SSIM | missing-wedge FSC-AUC corrupted → corrected | "
+            "same model, no coarse pass: PSNR / SSIM / FSC-AUC | steps | "
             "train time (s, all volumes) | apply time (s, each) | device |")
-    rows = [head, "|" + "---|" * 10]
+    rows = [head, "|" + "---|" * 11]
     for shape in SHAPES:
         cs = [c for c in cases if c.shape == shape]
         if not cs:
@@ -171,6 +180,8 @@ def table(cases: list[Case], device_name: str) -> str:
             f"{_mean_sd([c.psnr_in for c in cs], 2)} / {_mean_sd([c.ssim_in for c in cs], 4)} | "
             f"{_mean_sd([c.psnr_out for c in cs], 2)} / {_mean_sd([c.ssim_out for c in cs], 4)} | "
             f"{_mean_sd([c.auc_in for c in cs], 3)} → {_mean_sd([c.auc_out for c in cs], 3)} | "
+            f"{_mean_sd([c.psnr_plain for c in cs], 2)} / {_mean_sd([c.ssim_plain for c in cs], 4)} / "
+            f"{_mean_sd([c.auc_plain for c in cs], 3)} | "
             f"{cs[0].steps} | {cs[0].train_s:.0f} | {_mean_sd([c.apply_s for c in cs], 1)} | "
             f"{device_name} |"
         )
