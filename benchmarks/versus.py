@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods:
             print(f"[{scene}] {method} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            steps = plain = None
+            steps = plain = seconds = None
             if method == "input":
                 volume = full
             elif method == "low-pass":
@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 volume, seconds, steps, plain = trained(method, full, even, odd, geometry, budget, device, args.seed,
                                                         args.steps)
-            row = score(scene, method, volume, truth, geometry, time.perf_counter() - t0 if plain is None else seconds,
-                        steps)
+            if seconds is None:
+                seconds = time.perf_counter() - t0
+            row = score(scene, method, volume, truth, geometry, seconds, steps)
             extra = [] if plain is None else [score(scene, f"{method}, no coarse pass", plain, truth, geometry, seconds,
                                                     steps)]
             for r in (row, *extra):

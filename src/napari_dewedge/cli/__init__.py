@@ -211,7 +211,7 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
     g.add_argument("--std-out", default=None, metavar="PATH", help="write the per-voxel standard deviation "
                                                                    "(needs --samples > 1) to this MRC file")
     g.add_argument("--no-coarse-pass", dest="coarse", action="store_false",
-                   help="skip the coarse pass, which applies the model to the tomogram binned until it fits one "
+                   help="skip the coarse pass, which applies the model to the tomogram binned to about one "
                         "subtomogram and takes the missing wedge's longest wavelengths from it")
     g.add_argument("--halves", action="store_true",
                    help="apply the model to the even and odd halves and average the two results")

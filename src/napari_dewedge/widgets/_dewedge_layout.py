@@ -110,7 +110,7 @@ def build_layout(w: Any) -> None:
     w.form.layout().addRow("Samples K", w.samples_spin)
     w.coarse_check = QCheckBox("Coarse pass")
     w.coarse_check.setChecked(True)
-    w.coarse_check.setToolTip("Also apply the model to the tomogram binned until it fits one subtomogram, and take "
+    w.coarse_check.setToolTip("Also apply the model to the tomogram binned to about one subtomogram, and take "
                               "the missing wedge's longest wavelengths (the density profile along z) from it")
     w.form.layout().addRow("", w.coarse_check)
     adv_box = QWidget()

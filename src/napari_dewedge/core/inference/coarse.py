@@ -7,9 +7,9 @@ scenes of ``benchmarks/versus.py`` the two bins next to the origin on the
 ``kz`` axis (the tomogram's density profile along z, wholly inside the wedge)
 held a seventh of a result's error, nearly as much as the truth's own power
 there. The same generator applied to the tomogram binned in Fourier space
-until its longest edge is about one subtomogram sees the whole volume at once; its prediction
-replaces the full-resolution one inside the missing wedge at the lowest
-frequencies (within :data:`COARSE_RADIUS` waves per volume edge). The
+until its longest edge is about one subtomogram sees the whole volume at
+once; its prediction replaces the full-resolution one inside the missing
+wedge at the lowest frequencies (within :data:`COARSE_RADIUS` waves per volume edge). The
 measured region and every other frequency stay as the full-resolution pass
 made them.
 

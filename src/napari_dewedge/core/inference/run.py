@@ -232,15 +232,24 @@ def _model_noise_scale(model: Any) -> float:
         return 0.0
 
 
+def _per_volume(model: Any) -> bool:
+    """Whether ``model`` was trained on several tomograms, each normalised with its own statistics."""
+    return bool((getattr(model, "training", None) or {}).get("per_volume_normalization"))
+
+
+def _affine(mean: float, std: float) -> tuple[Callable, Callable]:
+    """Normalise with ``(mean, std)`` and undo it."""
+    return (lambda x: (x - mean) / std), (lambda y: y * std + mean)
+
+
 def _normalization(model: Any, volume: np.ndarray) -> tuple[Callable, Callable]:
     """How tiles are normalised: with the model's training statistics, or, for a model
     trained on several tomograms (each normalised with its own), the volume's own."""
-    if not (getattr(model, "training", None) or {}).get("per_volume_normalization"):
+    if not _per_volume(model):
         return model.normalize, model.denormalize
     from ..training.sampling import volume_stats
 
-    mean, std = volume_stats(volume)
-    return (lambda x: (x - mean) / std), (lambda y: y * std + mean)
+    return _affine(*volume_stats(volume))
 
 
 def _input_filter(model: Any, geometry: Any) -> Callable | None:
@@ -308,10 +317,10 @@ def run_inference(
         Optional float32 output arrays of the volume's shape (e.g. memory maps).
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
-        the volume binned until it fits one subtomogram, its prediction taken for
-        the missing wedge's lowest frequencies (of the mean; ``std`` is left as
-        the tiles made it). Skipped when the volume already fits, or is too large
-        to transform in memory.
+        the volume binned to about one subtomogram, its prediction taken for the
+        missing wedge's lowest frequencies (of the mean; ``std`` is left as the
+        tiles made it). Skipped when the volume is already that small, or too
+        large to transform in memory.
     normalization
         ``(mean, std)`` of the tiles' normalisation instead of the model's.
 
@@ -375,8 +384,7 @@ def run_inference(
     if normalization is None:
         normalize, denormalize = _normalization(model, volume)
     else:
-        n_mean, n_std = (float(v) for v in normalization)
-        normalize, denormalize = (lambda x: (x - n_mean) / n_std), (lambda y: y * n_std + n_mean)
+        normalize, denormalize = _affine(*(float(v) for v in normalization))
     seen = _input_filter(model, geometry)
     was_training = generator.training
     home = next((p.device for p in generator.parameters()), None)
@@ -471,13 +479,10 @@ def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     if wedge is None or factor < 2:
         return 1
     binned = coarse_volume(volume, factor)
-    # the binned volume holds the same signal with less noise: normalised like the
-    # training volumes (each with its own statistics), the mean kept where the model's is
-    if (getattr(model, "training", None) or {}).get("per_volume_normalization"):
-        center = volume_stats(binned)[0]
-    else:
-        center = float(model.normalization["mean"])
-    norm = (center, volume_stats(binned)[1])
+    # the binned volume holds the same signal with less noise: scaled by its own spread, as
+    # every training volume was; centred where the tiles were (the model's mean, or its own)
+    own_mean, own_std = volume_stats(binned)
+    norm = (own_mean if _per_volume(model) else float(model.normalization["mean"]), own_std)
     pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm).mean
     merge_coarse(mean, pred, wedge)
     return factor
