@@ -29,7 +29,7 @@ def test_versus_screens_a_setting_and_writes_its_table(tmp_path):
     assert versus.main(args) == 0
     table = (tmp_path / "versus_toy.md").read_text(encoding="utf-8")
     assert "ours with energy_weight=0.0" in table and "| cell-snr1-sym | ours |" in table
-    assert "| cell-snr1-sym | ours, no coarse pass |" in table  # the same model, applied without it
+    assert "| cell-snr1-sym | ours, tiles alone |" in table  # the same model, without the coarse pass and fusion
     assert (tmp_path / "versus_cell-snr1-sym_toy.png").is_file()
     assert versus.OURS_OVERRIDES == {"energy_weight": 0.0}
     assert versus._config("ours", "cpu", 0, 2).energy_weight == 0.0

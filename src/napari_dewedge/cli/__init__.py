@@ -213,6 +213,9 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
     g.add_argument("--no-coarse-pass", dest="coarse", action="store_false",
                    help="skip the coarse pass, which applies the model to the tomogram binned to about one "
                         "subtomogram and takes the missing wedge's longest wavelengths from it")
+    g.add_argument("--no-fusion", dest="fuse", action="store_false",
+                   help="keep the model's prediction in the measured region; by default it is fused with the "
+                        "tomogram's own data, shell by shell as their noise allows")
     g.add_argument("--halves", action="store_true",
                    help="apply the model to the even and odd halves and average the two results")
     g.add_argument("--shard", default=None, metavar="I/N",
@@ -300,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, coarse=True, apply_noise_scale=None, overlap=None, checkpoint=None)
+    p.set_defaults(func=cmd_demo, samples=1, coarse=True, fuse=True, apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 
 

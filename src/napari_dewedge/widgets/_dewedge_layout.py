@@ -113,6 +113,11 @@ def build_layout(w: Any) -> None:
     w.coarse_check.setToolTip("Also apply the model to the tomogram binned to about one subtomogram, and take "
                               "the missing wedge's longest wavelengths (the density profile along z) from it")
     w.form.layout().addRow("", w.coarse_check)
+    w.fuse_check = QCheckBox("Fuse with the data")
+    w.fuse_check.setChecked(True)
+    w.fuse_check.setToolTip("Where the tomogram measured a frequency with little noise, keep its own data there "
+                            "(weighted shell by shell against the noise); the missing wedge stays as predicted")
+    w.form.layout().addRow("", w.fuse_check)
     adv_box = QWidget()
     adv_layout = QVBoxLayout(adv_box)
     adv_layout.setContentsMargins(0, 0, 0, 0)

@@ -18,6 +18,8 @@ __all__ = ["SettingsForm", "FORM_EXCLUDED", "form_settings", "preset_values", "b
 #: Settings the form does not show: the device has its own list of the machine's
 #: devices, previews follow the run's length, mixed precision is always on.
 FORM_EXCLUDED = ("preview_every", "amp")
+#: Form values that belong to the application, not to the training configuration.
+APPLY_KEYS = ("preset", "samples", "coarse", "fuse")
 _INT_MAX = 10_000_000
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,15 +138,15 @@ def form_settings() -> list:
 def preset_values(name: str, **changes: Any) -> dict[str, Any]:
     """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``.
 
-    Keys are the schema's setting names, plus ``preset``, ``samples`` (K) and ``coarse``
-    (the coarse pass of the application).
+    Keys are the schema's setting names, plus ``preset``, ``samples`` (K), ``coarse``
+    and ``fuse`` (the coarse pass and the measured-region fusion of the application).
     """
     from ..core.training import PRESETS, TrainingConfig
 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = TrainingConfig.preset(name)
-    values: dict[str, Any] = {"preset": name, "samples": 1, "coarse": True}
+    values: dict[str, Any] = {"preset": name, "samples": 1, "coarse": True, "fuse": True}
     values.update({s.name: s.value_in(config) for s in form_settings()})
     for key in changes:
         if key not in values:
@@ -168,7 +170,7 @@ def build_config(values: dict[str, Any]) -> "TrainingConfig":
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if int(values.get("samples", 1)) < 1:
         raise ValueError(f"number of samples K must be >= 1, got {values.get('samples')}")
-    overrides = config_overrides({k: v for k, v in values.items() if k not in ("preset", "samples", "coarse")})
+    overrides = config_overrides({k: v for k, v in values.items() if k not in APPLY_KEYS})
     for key in ("noise_scale", "seed", "energy_lr", "sigma_n", "steps_per_epoch", "time_budget_s"):  # None is a value
         if key in values and values[key] is None:
             overrides[key] = None

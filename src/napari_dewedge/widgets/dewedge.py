@@ -147,9 +147,10 @@ class DewedgeWidget(QWidget):
     # ------------------------------------------------------------------ settings
 
     def settings(self) -> dict[str, Any]:
-        """The form's current values: the schema's settings, ``preset``, ``samples`` and ``coarse``."""
+        """The form's current values: the schema's settings, ``preset``, ``samples``, ``coarse`` and ``fuse``."""
         return {"preset": self.preset_combo.currentText(), "samples": int(self.samples_spin.value()),
-                "coarse": bool(self.coarse_check.isChecked()), **self.form.values(), **self.expert_form.values()}
+                "coarse": bool(self.coarse_check.isChecked()), "fuse": bool(self.fuse_check.isChecked()),
+                **self.form.values(), **self.expert_form.values()}
 
     def set_settings(self, values: dict[str, Any] | None = None, **changes: Any) -> None:
         """Fill the form (all of ``values`` and/or single settings by name)."""
@@ -166,6 +167,8 @@ class DewedgeWidget(QWidget):
                 self.samples_spin.setValue(int(values["samples"]))
             if "coarse" in values:
                 self.coarse_check.setChecked(bool(values["coarse"]))
+            if "fuse" in values:
+                self.fuse_check.setChecked(bool(values["fuse"]))
             self.form.set_values(values)
             self.expert_form.set_values(values)
         finally:
@@ -284,7 +287,7 @@ class DewedgeWidget(QWidget):
         name = job.name
         train_spec = pipeline.TrainSpec(data[0].geometry, config, source=job.path or name)
         apply_spec = pipeline.ApplySpec(samples=settings["samples"], device=config.device, seed=config.seed,
-                                        coarse=settings["coarse"])
+                                        coarse=settings["coarse"], fuse=settings["fuse"])
         others = f" and {len(data) - 1} more tomogram(s)" if len(data) > 1 else ""
         return self._start(
             pipeline.train_and_apply,
@@ -316,7 +319,7 @@ class DewedgeWidget(QWidget):
         job = RunJob.of("apply", layer, getattr(model, "geometry", self.geometry), model_path=model_path)
         name = job.name
         spec = pipeline.ApplySpec(samples=settings["samples"], device=settings["device"], seed=settings["seed"],
-                                  geometry=self.geometry, coarse=settings["coarse"])
+                                  geometry=self.geometry, coarse=settings["coarse"], fuse=settings["fuse"])
         return self._start(
             pipeline.apply,
             (model, volume_of(layer), spec),

@@ -26,11 +26,15 @@ bars and GUI workers; :func:`predict` consumes it.
 With ``coarse=True`` a last pass applies the generator to the volume binned in
 Fourier space until its longest edge is about one subtomogram, and takes
 that prediction for the missing wedge's longest wavelengths, which no tile can
-see (:mod:`.coarse`).
+see (:mod:`.coarse`). With ``fuse=True`` the measured region is then fused
+with the volume's own data, shell by shell as the noise and the prediction's
+error weigh them (:mod:`.fusion`): noise-free data come back exactly, noisy
+shells keep the prediction, and the missing wedge is left as predicted.
 
 Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
-:mod:`.run` (the run, its events and result, the accumulators) and
-:mod:`.coarse` (binning and the merge of the coarse pass).
+:mod:`.run` (the run, its events and result, the accumulators),
+:mod:`.coarse` (binning and the merge of the coarse pass) and
+:mod:`.fusion` (the measured-region fusion).
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ class InferenceResult:
     device: str = "cpu"
     seconds: float = 0.0
     coarse_factor: int = 1
+    fused: bool = False
 
     def settings(self) -> dict[str, Any]:
         """Plain-dict description for provenance (layer metadata, MRC labels)."""
@@ -65,6 +66,7 @@ class InferenceResult:
             "tile": list(self.tile),
             "overlap": list(self.overlap),
             "coarse_factor": self.coarse_factor,
+            "fused": self.fused,
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -280,6 +282,7 @@ def run_inference(
     out: np.ndarray | None = None,
     std_out: np.ndarray | None = None,
     coarse: bool = False,
+    fuse: bool = False,
     normalization: tuple[float, float] | None = None,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
@@ -321,6 +324,11 @@ def run_inference(
         missing wedge's lowest frequencies (of the mean; ``std`` is left as the
         tiles made it). Skipped when the volume is already that small, or too
         large to transform in memory.
+    fuse
+        Fuse the measured region with the volume's own data (:mod:`.fusion`),
+        shell by shell as their noise and the prediction's error weigh them,
+        after the coarse pass; the missing wedge is left as predicted. Skipped
+        for volumes too large to transform in memory.
     normalization
         ``(mean, std)`` of the tiles' normalisation instead of the model's.
 
@@ -443,6 +451,7 @@ def run_inference(
                              message="inference stopped")
         return
     factor = _coarse_pass(model, volume, mean, geometry, dev, amp) if coarse else 1
+    fused = _fusion_pass(model, volume, mean, geometry) if fuse else False
     elapsed = time.perf_counter() - t0
     std = None
     if m2 is not None:
@@ -462,8 +471,9 @@ def run_inference(
         device=str(dev),
         seconds=elapsed,
         coarse_factor=factor,
+        fused=fused,
     )
-    passes = f", coarse pass at 1/{factor}" if factor > 1 else ""
+    passes = (f", coarse pass at 1/{factor}" if factor > 1 else "") + (", fused with the data" if fused else "")
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=f"{total} tiles{passes} in {elapsed:.1f} s on {dev}")
 
@@ -486,6 +496,17 @@ def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm).mean
     merge_coarse(mean, pred, wedge)
     return factor
+
+
+def _fusion_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any) -> bool:
+    """Fuse ``mean``'s measured region with ``volume``'s (in place); False when skipped."""
+    from .fusion import FUSION_MAX_VOXELS, fuse_measured, volume_noise_power
+
+    wedge = geometry if geometry is not None else getattr(model, "geometry", None)
+    if wedge is None or volume.size > FUSION_MAX_VOXELS:
+        return False
+    fuse_measured(mean, volume, wedge, volume_noise_power(volume, wedge, cube=int(model.subtomo_size)))
+    return True
 
 
 def predict(model: "TrainedModel", volume: np.ndarray, **kwargs: Any) -> InferenceResult:
