@@ -24,8 +24,9 @@ project's networks and training loop, so that only the objective differs):
 - ``ours``: the quick preset's objective (fidelity on recorrupted targets and
   consistency; the CryoGEN energy prior when ``--set energy_weight=0.1`` turns
   it on), on the full tomogram, applied with the coarse pass
-  (``core/inference/coarse.py``); the same model without it is scored as
-  ``ours, no coarse pass`` (no extra training);
+  (``core/inference/coarse.py``) and the measured-region fusion
+  (``core/inference/fusion.py``); the same model without either is scored as
+  ``ours, tiles alone`` (no extra training);
 - ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity).
 
 Scenes: cell-like phantoms (``core/phantoms.cell``: a double membrane,
@@ -131,10 +132,10 @@ def _config(method: str, device, seed: int, steps: int | None, budget_s: float |
 
 def trained(method: str, full, even, odd, geometry, budget_s: float, device, seed: int, steps: int | None):
     """Train for the budget and apply; returns (volume, seconds, steps done: "done of planned" if cut,
-    volume without the coarse pass or None).
+    volume of the tiles alone or None).
 
     The baselines are applied as their papers do, tile by tile; ours with the
-    coarse pass, and once more without it from the same model.
+    coarse pass and the fusion, and once more without either from the same model.
     Without ``steps`` the trainer gets the budget as its time budget: its
     schedules (warm-up, lambda, decay) follow the time spent and end with it,
     so every method trains for the same seconds at its own pace. With ``steps``
@@ -156,9 +157,9 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
         timer.cancel()
     model = outcome.model
     ours = method.startswith("ours")
-    result = pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device, coarse=ours))).result
+    result = pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device, coarse=ours, fuse=ours))).result
     seconds = time.perf_counter() - t0
-    plain = (pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device, coarse=False))).result.mean
+    plain = (pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device, coarse=False, fuse=False))).result.mean
              if ours else None)
     done = model.steps_done
     cut = model.training.get("stopped", False)
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             if seconds is None:
                 seconds = time.perf_counter() - t0
             row = score(scene, method, volume, truth, geometry, seconds, steps)
-            extra = [] if plain is None else [score(scene, f"{method}, no coarse pass", plain, truth, geometry, seconds,
+            extra = [] if plain is None else [score(scene, f"{method}, tiles alone", plain, truth, geometry, seconds,
                                                     steps)]
             for r in (row, *extra):
                 print(f"  {table([r]).splitlines()[-1]}", file=sys.stderr, flush=True)
