@@ -23,9 +23,10 @@ project's networks and training loop, so that only the objective differs):
   (a masked Noise2Noise loss), plus the consistency loss; no energy;
 - ``ours``: the quick preset's objective (fidelity on recorrupted targets and
   consistency; the CryoGEN energy prior when ``--set energy_weight=0.1`` turns
-  it on), on the full tomogram, applied with the coarse pass
+  it on), on the full tomogram, applied with the wedge-gain calibration
+  (``core/inference/calibration.py``), the coarse pass
   (``core/inference/coarse.py``) and the measured-region fusion
-  (``core/inference/fusion.py``); the same model without either is scored as
+  (``core/inference/fusion.py``); the same model without them is scored as
   ``ours, tiles alone`` (no extra training);
 - ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity).
 
@@ -135,7 +136,7 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
     volume of the tiles alone or None).
 
     The baselines are applied as their papers do, tile by tile; ours with the
-    coarse pass and the fusion, and once more without either from the same model.
+    wedge-gain calibration, the coarse pass and the fusion, and once more without them from the same model.
     Without ``steps`` the trainer gets the budget as its time budget: its
     schedules (warm-up, lambda, decay) follow the time spent and end with it,
     so every method trains for the same seconds at its own pace. With ``steps``
@@ -157,9 +158,11 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
         timer.cancel()
     model = outcome.model
     ours = method.startswith("ours")
-    result = pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device, coarse=ours, fuse=ours))).result
+    passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours)
+    result = pipeline.run_job(pipeline.apply(model, full, passes)).result
     seconds = time.perf_counter() - t0
-    plain = (pipeline.run_job(pipeline.apply(model, full, pipeline.ApplySpec(device=device, coarse=False, fuse=False))).result.mean
+    tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False)
+    plain = (pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean
              if ours else None)
     done = model.steps_done
     cut = model.training.get("stopped", False)

@@ -85,10 +85,10 @@ def test_apply_same_result_as_engine(model_file, tomo, tmp_path):
     out, plain = tmp_path / "e.mrc", tmp_path / "p.mrc"
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(out), "--device", "cpu", "-q"]) == 0
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(plain), "--device", "cpu", "-q",
-                     "--no-coarse-pass", "--no-fusion"]) == 0
+                     "--no-wedge-gain", "--no-coarse-pass", "--no-fusion"]) == 0
     model, volume = TrainedModel.load(model_file), read_volume(tomo).data
-    expected = predict(model, volume, device="cpu", coarse=True, fuse=True)  # both passes are on by default
-    assert expected.coarse_factor > 1 and expected.fused
+    expected = predict(model, volume, device="cpu", calibrate=True, coarse=True, fuse=True)  # on by default
+    assert expected.wedge_gains and expected.coarse_factor > 1 and expected.fused
     np.testing.assert_allclose(read_volume(out).data, expected.mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(read_volume(plain).data, predict(model, volume, device="cpu").mean, rtol=1e-5, atol=1e-5)
     assert not np.allclose(read_volume(out).data, read_volume(plain).data)

@@ -210,6 +210,10 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
                         "a per-voxel standard deviation")
     g.add_argument("--std-out", default=None, metavar="PATH", help="write the per-voxel standard deviation "
                                                                    "(needs --samples > 1) to this MRC file")
+    g.add_argument("--no-wedge-gain", dest="calibrate", action="store_false",
+                   help="leave the amplitude of the wedge filling as the model made it; by default it is scaled "
+                        "by the gains measured on the tomogram (the model on rotated copies, against the data "
+                        "they move into the wedge)")
     g.add_argument("--no-coarse-pass", dest="coarse", action="store_false",
                    help="skip the coarse pass, which applies the model to the tomogram binned to about one "
                         "subtomogram and takes the missing wedge's longest wavelengths from it")
@@ -303,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, coarse=True, fuse=True, apply_noise_scale=None, overlap=None, checkpoint=None)
+    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 
 

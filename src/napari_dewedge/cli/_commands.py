@@ -270,7 +270,8 @@ def _apply_one(model, volume, voxel_size, args: argparse.Namespace, device: Any,
     spec = pipeline.ApplySpec(samples=args.samples, device=device, seed=args.seed, noise_scale=args.apply_noise_scale,
                               tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", None),
                               batch_size=getattr(args, "tile_batch", None), voxel_size=tuple(voxel_size),
-                              coarse=getattr(args, "coarse", True), fuse=getattr(args, "fuse", True))
+                              calibrate=getattr(args, "calibrate", True), coarse=getattr(args, "coarse", True),
+                              fuse=getattr(args, "fuse", True))
     bar: Progress | None = None
     result = None
     try:

@@ -91,6 +91,8 @@ class ApplySpec:
 
     ``coarse``: the coarse pass (:mod:`.inference.coarse`), which fills the
     missing wedge's longest wavelengths from the volume binned to one subtomogram.
+    ``calibrate``: the tiles' wedge filling scaled by the gains measured on the
+    volume (:mod:`.inference.calibration`).
     ``fuse``: the measured region fused with the volume's own data
     (:mod:`.inference.fusion`), shell by shell as their noise allows.
 
@@ -107,6 +109,7 @@ class ApplySpec:
     batch_size: int | None = None
     geometry: WedgeGeometry | None = None
     voxel_size: tuple[float, float, float] | None = None
+    calibrate: bool = True
     coarse: bool = True
     fuse: bool = True
 
@@ -347,7 +350,7 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
     for event in run_inference(model, volume, samples=int(spec.samples), noise_scale=spec.noise_scale,
                                geometry=spec.geometry, device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
                                batch_size=spec.batch_size, stop=lambda: control.stop_requested,
-                               coarse=spec.coarse, fuse=spec.fuse):
+                               calibrate=spec.calibrate, coarse=spec.coarse, fuse=spec.fuse):
         now = time.monotonic()
         if event.done or now - last >= interval_s:
             last = now

@@ -108,6 +108,12 @@ def build_layout(w: Any) -> None:
     w.samples_spin.setToolTip("Predictions with different input noise averaged; K > 1 also gives an "
                                  "uncertainty map")
     w.form.layout().addRow("Samples K", w.samples_spin)
+    w.calibrate_check = QCheckBox("Calibrate the wedge's amplitude")
+    w.calibrate_check.setChecked(True)
+    w.calibrate_check.setToolTip("Scale the model's filling of the missing wedge, shell by shell, by the gains "
+                                 "measured on the tomogram: the model applied to a few rotated copies, against the "
+                                 "measured data that the rotations move into the wedge")
+    w.form.layout().addRow("", w.calibrate_check)
     w.coarse_check = QCheckBox("Coarse pass")
     w.coarse_check.setChecked(True)
     w.coarse_check.setToolTip("Also apply the model to the tomogram binned to about one subtomogram, and take "

@@ -147,10 +147,16 @@ class DewedgeWidget(QWidget):
     # ------------------------------------------------------------------ settings
 
     def settings(self) -> dict[str, Any]:
-        """The form's current values: the schema's settings, ``preset``, ``samples``, ``coarse`` and ``fuse``."""
+        """The form's current values: the schema's settings, ``preset``, ``samples`` and the passes
+        ``calibrate``, ``coarse`` and ``fuse``."""
         return {"preset": self.preset_combo.currentText(), "samples": int(self.samples_spin.value()),
-                "coarse": bool(self.coarse_check.isChecked()), "fuse": bool(self.fuse_check.isChecked()),
+                "calibrate": bool(self.calibrate_check.isChecked()), "coarse": bool(self.coarse_check.isChecked()), "fuse": bool(self.fuse_check.isChecked()),
                 **self.form.values(), **self.expert_form.values()}
+
+    @staticmethod
+    def _passes(settings: dict[str, Any]) -> dict[str, bool]:
+        """The application's passes among the form values (``ApplySpec`` keywords)."""
+        return {key: bool(settings[key]) for key in ("calibrate", "coarse", "fuse")}
 
     def set_settings(self, values: dict[str, Any] | None = None, **changes: Any) -> None:
         """Fill the form (all of ``values`` and/or single settings by name)."""
@@ -165,6 +171,8 @@ class DewedgeWidget(QWidget):
                 self.preset_combo.setCurrentText(values["preset"])
             if "samples" in values:
                 self.samples_spin.setValue(int(values["samples"]))
+            if "calibrate" in values:
+                self.calibrate_check.setChecked(bool(values["calibrate"]))
             if "coarse" in values:
                 self.coarse_check.setChecked(bool(values["coarse"]))
             if "fuse" in values:
@@ -287,7 +295,7 @@ class DewedgeWidget(QWidget):
         name = job.name
         train_spec = pipeline.TrainSpec(data[0].geometry, config, source=job.path or name)
         apply_spec = pipeline.ApplySpec(samples=settings["samples"], device=config.device, seed=config.seed,
-                                        coarse=settings["coarse"], fuse=settings["fuse"])
+                                        **self._passes(settings))
         others = f" and {len(data) - 1} more tomogram(s)" if len(data) > 1 else ""
         return self._start(
             pipeline.train_and_apply,
@@ -319,7 +327,7 @@ class DewedgeWidget(QWidget):
         job = RunJob.of("apply", layer, getattr(model, "geometry", self.geometry), model_path=model_path)
         name = job.name
         spec = pipeline.ApplySpec(samples=settings["samples"], device=settings["device"], seed=settings["seed"],
-                                  geometry=self.geometry, coarse=settings["coarse"], fuse=settings["fuse"])
+                                  geometry=self.geometry, **self._passes(settings))
         return self._start(
             pipeline.apply,
             (model, volume_of(layer), spec),

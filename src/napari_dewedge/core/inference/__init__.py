@@ -23,7 +23,11 @@ keeping the samples.
 :func:`run_inference` is a generator of :class:`InferenceEvent` for progress
 bars and GUI workers; :func:`predict` consumes it.
 
-With ``coarse=True`` a last pass applies the generator to the volume binned in
+With ``calibrate=True`` the tiles' filling of the missing wedge is scaled,
+shell by shell, by the gain that makes the generator's filling match measured
+data: the generator applied to a few rotations of the volume, whose measured
+data then partly lie inside the wedge it has to fill (:mod:`.calibration`).
+With ``coarse=True`` a next pass applies the generator to the volume binned in
 Fourier space until its longest edge is about one subtomogram, and takes
 that prediction for the missing wedge's longest wavelengths, which no tile can
 see (:mod:`.coarse`). With ``fuse=True`` the measured region is then fused
@@ -33,6 +37,7 @@ shells keep the prediction, and the missing wedge is left as predicted.
 
 Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
 :mod:`.run` (the run, its events and result, the accumulators),
+:mod:`.calibration` (the wedge gains),
 :mod:`.coarse` (binning and the merge of the coarse pass) and
 :mod:`.fusion` (the measured-region fusion).
 """

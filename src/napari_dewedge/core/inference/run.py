@@ -57,6 +57,7 @@ class InferenceResult:
     seconds: float = 0.0
     coarse_factor: int = 1
     fused: bool = False
+    wedge_gains: tuple[float, ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """Plain-dict description for provenance (layer metadata, MRC labels)."""
@@ -67,6 +68,7 @@ class InferenceResult:
             "overlap": list(self.overlap),
             "coarse_factor": self.coarse_factor,
             "fused": self.fused,
+            "wedge_gains": list(self.wedge_gains),
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -281,6 +283,7 @@ def run_inference(
     amp: bool = True,
     out: np.ndarray | None = None,
     std_out: np.ndarray | None = None,
+    calibrate: bool = False,
     coarse: bool = False,
     fuse: bool = False,
     normalization: tuple[float, float] | None = None,
@@ -318,6 +321,12 @@ def run_inference(
         Mixed precision on CUDA (inference on the CPU stays in float32).
     out, std_out
         Optional float32 output arrays of the volume's shape (e.g. memory maps).
+    calibrate
+        Scale the tiles' filling of the missing wedge by the gains measured on
+        the volume itself (:mod:`.calibration`: the generator on a few rotations
+        of the volume, or of its central crop, against the data they move into
+        the wedge), before the coarse pass. Skipped for volumes too large to
+        transform in memory.
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
         the volume binned to about one subtomogram, its prediction taken for the
@@ -450,6 +459,7 @@ def run_inference(
         yield InferenceEvent(done, total, state["k"] + 1, samples, elapsed, None, done=True, stopped=True,
                              message="inference stopped")
         return
+    gains = _calibration_pass(model, volume, mean, geometry, dev, amp) if calibrate else ()
     factor = _coarse_pass(model, volume, mean, geometry, dev, amp) if coarse else 1
     fused = _fusion_pass(model, volume, mean, geometry) if fuse else False
     elapsed = time.perf_counter() - t0
@@ -472,8 +482,9 @@ def run_inference(
         seconds=elapsed,
         coarse_factor=factor,
         fused=fused,
+        wedge_gains=gains,
     )
-    passes = (f", coarse pass at 1/{factor}" if factor > 1 else "") + (", fused with the data" if fused else "")
+    passes = (", wedge gain calibrated" if gains else "") + (f", coarse pass at 1/{factor}" if factor > 1 else "") + (", fused with the data" if fused else "")
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=f"{total} tiles{passes} in {elapsed:.1f} s on {dev}")
 
@@ -496,6 +507,21 @@ def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm).mean
     merge_coarse(mean, pred, wedge)
     return factor
+
+
+def _calibration_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
+                      amp: bool) -> tuple[float, ...]:
+    """Scale ``mean``'s missing wedge by the gains measured on ``volume`` (in place); the gains, or ()."""
+    from .calibration import calibration_crop, scale_wedge, wedge_gains
+    from .coarse import COARSE_MAX_VOXELS
+
+    wedge = geometry if geometry is not None else getattr(model, "geometry", None)
+    if wedge is None or volume.size > COARSE_MAX_VOXELS:
+        return ()
+    part = np.asarray(volume[calibration_crop(volume.shape)], dtype=np.float32)
+    gains = wedge_gains(part, wedge, lambda v: predict(model, v, geometry=geometry, device=dev, amp=amp).mean)
+    scale_wedge(mean, wedge, gains, edge=min(part.shape))
+    return tuple(round(float(g), 3) for g in gains)
 
 
 def _fusion_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any) -> bool:
