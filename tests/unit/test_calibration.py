@@ -9,6 +9,7 @@ import torch
 from napari_dewedge.core.inference import predict
 from napari_dewedge.core.inference.calibration import (
     GAIN_CAP,
+    calibrate_wedge,
     calibration_crop,
     scale_wedge,
     shell_index,
@@ -57,6 +58,18 @@ def test_gains_undo_a_filling_at_half_amplitude():
     prediction = (observed + 0.5 * _wedge_part(truth)).astype(np.float32)
     before = float(np.mean((prediction - truth) ** 2))
     scale_wedge(prediction, WEDGE, gains)
+    assert float(np.mean((prediction - truth) ** 2)) < 0.1 * before
+
+
+def test_calibrate_wedge_measures_on_the_volume_filled_with_the_prediction():
+    truth = _smooth((24, 24, 24), 5)
+    observed = apply_wedge(truth, WEDGE).astype(np.float32)
+    prediction = (observed + 0.5 * _wedge_part(truth)).astype(np.float32)
+    # the generator is asked about rotations of the observation filled with the prediction, not of the bare one
+    oracle = _shy_oracle(truth, prediction, 0.5)
+    before = float(np.mean((prediction - truth) ** 2))
+    gains = calibrate_wedge(prediction, observed, WEDGE, oracle)
+    np.testing.assert_allclose(gains[gains != 1.0], 2.0, rtol=1e-3)
     assert float(np.mean((prediction - truth) ** 2)) < 0.1 * before
 
 

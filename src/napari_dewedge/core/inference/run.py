@@ -324,8 +324,9 @@ def run_inference(
     calibrate
         Scale the tiles' filling of the missing wedge by the gains measured on
         the volume itself (:mod:`.calibration`: the generator on a few rotations
-        of the volume, or of its central crop, against the data they move into
-        the wedge), before the coarse pass. Skipped for volumes too large to
+        of the volume filled with its prediction, or of their central crop,
+        against the data they move into the wedge), and the coarse pass's
+        likewise on the binned volume. Skipped for volumes too large to
         transform in memory.
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
@@ -459,8 +460,8 @@ def run_inference(
         yield InferenceEvent(done, total, state["k"] + 1, samples, elapsed, None, done=True, stopped=True,
                              message="inference stopped")
         return
-    gains = _calibration_pass(model, volume, mean, geometry, dev, amp) if calibrate else ()
-    factor = _coarse_pass(model, volume, mean, geometry, dev, amp) if coarse else 1
+    gains = _calibration_pass(model, volume, mean, geometry, dev, amp, normalization) if calibrate else ()
+    factor = _coarse_pass(model, volume, mean, geometry, dev, amp, calibrate) if coarse else 1
     fused = _fusion_pass(model, volume, mean, geometry) if fuse else False
     elapsed = time.perf_counter() - t0
     std = None
@@ -490,8 +491,9 @@ def run_inference(
 
 
 def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
-                 amp: bool) -> int:
-    """Merge the coarse prediction into ``mean`` (in place); returns the binning (1: not run)."""
+                 amp: bool, calibrate: bool) -> int:
+    """Merge the coarse prediction (its wedge gain calibrated on the binned volume with ``calibrate``)
+    into ``mean`` (in place); returns the binning (1: not run)."""
     from ..training.sampling import volume_stats
     from .coarse import coarse_factor, coarse_volume, merge_coarse
 
@@ -504,23 +506,24 @@ def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     # every training volume was; centred where the tiles were (the model's mean, or its own)
     own_mean, own_std = volume_stats(binned)
     norm = (own_mean if _per_volume(model) else float(model.normalization["mean"]), own_std)
-    pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm).mean
+    pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm,
+                   calibrate=calibrate).mean
     merge_coarse(mean, pred, wedge)
     return factor
 
 
 def _calibration_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
-                      amp: bool) -> tuple[float, ...]:
+                      amp: bool, normalization: tuple[float, float] | None) -> tuple[float, ...]:
     """Scale ``mean``'s missing wedge by the gains measured on ``volume`` (in place); the gains, or ()."""
-    from .calibration import calibration_crop, scale_wedge, wedge_gains
+    from .calibration import calibrate_wedge
     from .coarse import COARSE_MAX_VOXELS
 
     wedge = geometry if geometry is not None else getattr(model, "geometry", None)
     if wedge is None or volume.size > COARSE_MAX_VOXELS:
         return ()
-    part = np.asarray(volume[calibration_crop(volume.shape)], dtype=np.float32)
-    gains = wedge_gains(part, wedge, lambda v: predict(model, v, geometry=geometry, device=dev, amp=amp).mean)
-    scale_wedge(mean, wedge, gains, edge=min(part.shape))
+    gains = calibrate_wedge(mean, volume, wedge,
+                            lambda v: predict(model, v, geometry=geometry, device=dev, amp=amp,
+                                              normalization=normalization).mean)
     return tuple(round(float(g), 3) for g in gains)
 
 
