@@ -45,6 +45,15 @@ def _double(lo: float, hi: float, step: float, decimals: int, suffix: str, tip: 
     spin.setKeyboardTracking(False)
     return spin
 
+def _pass_check(form: Any, text: str, tip: str) -> QCheckBox:
+    """A checked box for one of the application's passes, added as a row of ``form``."""
+    box = QCheckBox(text)
+    box.setChecked(True)
+    box.setToolTip(tip)
+    form.layout().addRow("", box)
+    return box
+
+
 def _devices() -> list[str]:
     try:
         from ..core.device import available_devices
@@ -108,22 +117,17 @@ def build_layout(w: Any) -> None:
     w.samples_spin.setToolTip("Predictions with different input noise averaged; K > 1 also gives an "
                                  "uncertainty map")
     w.form.layout().addRow("Samples K", w.samples_spin)
-    w.calibrate_check = QCheckBox("Calibrate the wedge's amplitude")
-    w.calibrate_check.setChecked(True)
-    w.calibrate_check.setToolTip("Scale the model's filling of the missing wedge, shell by shell, by the gains "
-                                 "measured on the tomogram: the model applied to a few rotated copies, against the "
-                                 "measured data that the rotations move into the wedge")
-    w.form.layout().addRow("", w.calibrate_check)
-    w.coarse_check = QCheckBox("Coarse pass")
-    w.coarse_check.setChecked(True)
-    w.coarse_check.setToolTip("Also apply the model to the tomogram binned to about one subtomogram, and take "
-                              "the missing wedge's longest wavelengths (the density profile along z) from it")
-    w.form.layout().addRow("", w.coarse_check)
-    w.fuse_check = QCheckBox("Fuse with the data")
-    w.fuse_check.setChecked(True)
-    w.fuse_check.setToolTip("Where the tomogram measured a frequency with little noise, keep its own data there "
-                            "(weighted shell by shell against the noise); the missing wedge stays as predicted")
-    w.form.layout().addRow("", w.fuse_check)
+    # the application's passes, each on by default
+    w.calibrate_check = _pass_check(w.form, "Calibrate the wedge's amplitude",
+                                    "Scale the model's filling of the missing wedge, shell by shell, by the gains "
+                                    "measured on the tomogram: the model applied to a few rotated copies, against "
+                                    "the measured data that the rotations move into the wedge")
+    w.coarse_check = _pass_check(w.form, "Coarse pass",
+                                 "Also apply the model to the tomogram binned to about one subtomogram, and take "
+                                 "the missing wedge's longest wavelengths (the density profile along z) from it")
+    w.fuse_check = _pass_check(w.form, "Fuse with the data",
+                               "Where the tomogram measured a frequency with little noise, keep its own data there "
+                               "(weighted shell by shell against the noise); the missing wedge stays as predicted")
     adv_box = QWidget()
     adv_layout = QVBoxLayout(adv_box)
     adv_layout.setContentsMargins(0, 0, 0, 0)

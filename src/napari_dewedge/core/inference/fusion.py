@@ -28,6 +28,7 @@ import numpy as np
 from scipy import fft as _fft
 
 from ..wedge import WedgeGeometry, measured_fraction, wedge_mask
+from .calibration import shell_index
 from .coarse import COARSE_MAX_VOXELS
 
 __all__ = ["FUSION_MAX_VOXELS", "fuse_measured", "fusion_weights", "volume_noise_power"]
@@ -58,16 +59,6 @@ def volume_noise_power(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, 
     est = estimate_noise(extract_subtomograms(volume, pos, size), geometry)
     frac = measured_fraction((size,) * 3, geometry)
     return float(est.white_std**2 + est.wedge_std**2 / max(frac, 1e-6))
-
-
-def _shells(shape: tuple[int, int, int]) -> np.ndarray:
-    """Shell index of every rfftn coefficient: radius in cycles per voxel over the
-    finest common bin width ``1 / min(shape)``."""
-    fz = np.fft.fftfreq(shape[0])[:, None, None]
-    fy = np.fft.fftfreq(shape[1])[None, :, None]
-    fx = np.fft.rfftfreq(shape[2])[None, None, :]
-    radius = np.sqrt(fz**2 + fy**2 + fx**2)
-    return np.rint(radius * min(shape)).astype(np.int32)
 
 
 def fusion_weights(residual_power: np.ndarray, shells: np.ndarray, measured: np.ndarray,
@@ -114,7 +105,7 @@ def fuse_measured(prediction: np.ndarray, volume: Any, geometry: WedgeGeometry,
     spectrum = _fft.rfftn(np.asarray(prediction, dtype=np.float32))
     diff = _fft.rfftn(np.asarray(volume, dtype=np.float32))
     diff -= spectrum
-    shells = _shells(shape)
+    shells = shell_index(shape, edge=2 * min(shape))  # bins of 1 / min(shape): the finest common width
     # unnormalised FFT: white noise of variance s^2 per voxel has power s^2 * N per coefficient
     power = float(noise_power) * float(np.prod(shape))
     weights = fusion_weights(np.abs(diff) ** 2, shells, measured, power).astype(np.float32)

@@ -485,9 +485,16 @@ def run_inference(
         fused=fused,
         wedge_gains=gains,
     )
-    passes = (", wedge gain calibrated" if gains else "") + (f", coarse pass at 1/{factor}" if factor > 1 else "") + (", fused with the data" if fused else "")
+    passes = "".join(text for text, ran in ((", wedge gain calibrated", bool(gains)),
+                                            (f", coarse pass at 1/{factor}", factor > 1),
+                                            (", fused with the data", fused)) if ran)
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=f"{total} tiles{passes} in {elapsed:.1f} s on {dev}")
+
+
+def _wedge_of(model: "TrainedModel", geometry: Any) -> Any:
+    """The volume's missing wedge: ``geometry``, else the model's (None when neither is known)."""
+    return geometry if geometry is not None else getattr(model, "geometry", None)
 
 
 def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
@@ -497,7 +504,7 @@ def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     from ..training.sampling import volume_stats
     from .coarse import coarse_factor, coarse_volume, merge_coarse
 
-    wedge = geometry if geometry is not None else getattr(model, "geometry", None)
+    wedge = _wedge_of(model, geometry)
     factor = coarse_factor(tuple(volume.shape), int(model.subtomo_size))
     if wedge is None or factor < 2:
         return 1
@@ -518,7 +525,7 @@ def _calibration_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarra
     from .calibration import calibrate_wedge
     from .coarse import COARSE_MAX_VOXELS
 
-    wedge = geometry if geometry is not None else getattr(model, "geometry", None)
+    wedge = _wedge_of(model, geometry)
     if wedge is None or volume.size > COARSE_MAX_VOXELS:
         return ()
     gains = calibrate_wedge(mean, volume, wedge,
@@ -531,7 +538,7 @@ def _fusion_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     """Fuse ``mean``'s measured region with ``volume``'s (in place); False when skipped."""
     from .fusion import FUSION_MAX_VOXELS, fuse_measured, volume_noise_power
 
-    wedge = geometry if geometry is not None else getattr(model, "geometry", None)
+    wedge = _wedge_of(model, geometry)
     if wedge is None or volume.size > FUSION_MAX_VOXELS:
         return False
     fuse_measured(mean, volume, wedge, volume_noise_power(volume, wedge, cube=int(model.subtomo_size)))
