@@ -315,3 +315,52 @@ def test_closing_the_viewer_ends_the_widgets_tasks(viewer, qtbot):
     qtbot.wait(50)
     assert stopped.wait(5)  # the window's close or the widget's end (whichever came first) quit it
     assert QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def test_overlapping_workers_leave_the_warning_hook_alone(qtbot, owner):
+    """Two tasks that start and end out of order leave ``warnings.showwarning`` as it was
+    (superqt's run swaps it per worker; out of order, the process kept a hook into a
+    deleted worker, and the next warning aborted the process)."""
+    import warnings
+
+    runner = TaskRunner(owner)
+    entered = [threading.Event(), threading.Event()]
+    release = [threading.Event(), threading.Event()]
+    results = []
+
+    def task(i):
+        entered[i].set()
+        warnings.warn(f"from task {i}", UserWarning, stacklevel=1)
+        release[i].wait(5)
+        return i
+
+    with warnings.catch_warnings():  # the tasks' warnings go to this test's filters, not pytest's report
+        warnings.simplefilter("ignore")
+        before = warnings.showwarning
+        runner.run(task, 0, key="a", on_result=results.append)
+        assert entered[0].wait(5)
+        runner.run(task, 1, key="b", on_result=results.append)
+        assert entered[1].wait(5)
+        release[0].set()  # the first ends while the second runs on
+        qtbot.waitUntil(lambda: results == [0], timeout=5000)
+        release[1].set()
+        _idle(qtbot, runner)
+        assert warnings.showwarning is before
+    assert sorted(results) == [0, 1]
+
+
+def test_a_runtime_error_of_a_generator_is_an_error(qtbot, owner):
+    """A RuntimeError (e.g. torch's out-of-memory error) ends the task through on_error;
+    superqt's run took it for a deleted worker and the task never ended."""
+    runner = TaskRunner(owner)
+    errors, finished = [], []
+    runner.finished.connect(finished.append)
+
+    def fails():
+        yield 1
+        raise RuntimeError("CUDA out of memory")
+
+    runner.run(fails, key="gen", on_error=errors.append)
+    qtbot.waitUntil(lambda: finished == ["gen"], timeout=5000)
+    assert [str(e) for e in errors] == ["CUDA out of memory"]
+    _idle(qtbot, runner)

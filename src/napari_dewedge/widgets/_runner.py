@@ -42,13 +42,47 @@ def _report(exc: BaseException, where: str) -> None:
         pass
 
 
+def _run_worker(worker: Any) -> None:
+    """A worker's ``run`` without superqt's capture of its warnings.
+
+    superqt's ``WorkerBase.run`` wraps the work in ``warnings.catch_warnings``
+    and points the process-wide ``warnings.showwarning`` at the worker: two
+    workers that overlap restore each other's hook out of order, and the
+    process keeps one that calls a deleted worker's signals (the next warning,
+    e.g. at exit, raises inside Qt and aborts the process). Here a warning in
+    a worker goes to the process's hook (napari's notifications post it to
+    the GUI thread), and a ``RuntimeError`` of the work (a CUDA out-of-memory
+    error is one) is an error like any other: superqt drops it, with
+    ``finished``, as the sign of a deleted worker, and the task never ends.
+    """
+    try:
+        worker.started.emit()
+        worker._running = True
+        try:
+            result = worker.work()
+            if isinstance(result, Exception):
+                raise result
+            if not worker.abort_requested:
+                worker.returned.emit(result)
+        except Exception as exc:  # noqa: BLE001 - delivered to the GUI thread as ``errored``
+            worker.errored.emit(exc)
+        worker._running = False
+        worker.finished.emit()
+        worker._finished.emit(worker)
+    except RuntimeError as exc:  # its signals are deleted (the application is closing): no one to tell
+        _log.warning("a background task ended after its worker was deleted: %s", exc)
+
+
 @functools.cache
-def _closing_generator_worker() -> type:
-    """napari's GeneratorWorker that closes its generator in the worker thread
-    when quit, so the generator's ``finally`` blocks run there and at once."""
-    from napari.qt.threading import GeneratorWorker
+def _worker_classes() -> tuple[type, type]:
+    """napari's generator and function workers with :func:`_run_worker`; the generator
+    worker closes its generator in the worker thread when quit, so the generator's
+    ``finally`` blocks run there and at once."""
+    from napari.qt.threading import FunctionWorker, GeneratorWorker
 
     class ClosingGeneratorWorker(GeneratorWorker):
+        run = _run_worker
+
         def work(self) -> Any:
             try:
                 return super().work()
@@ -59,7 +93,10 @@ def _closing_generator_worker() -> type:
                     except Exception as exc:  # noqa: BLE001
                         _log.warning("closing a quit generator raised %r", exc)
 
-    return ClosingGeneratorWorker
+    class PlainFunctionWorker(FunctionWorker):
+        run = _run_worker
+
+    return ClosingGeneratorWorker, PlainFunctionWorker
 
 
 class _Task:
@@ -163,7 +200,7 @@ class TaskRunner(QObject):
             return None
         from napari.qt.threading import create_worker
 
-        cls = _closing_generator_worker() if inspect.isgeneratorfunction(func) else None
+        cls = _worker_classes()[0 if inspect.isgeneratorfunction(func) else 1]
         worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, _worker_class=cls, **kwargs)
         callbacks = {"result": on_result, "yield": on_yield, "error": on_error}
         task = _Task(key, worker, callbacks, throttle_s, progress_of, on_cancel)
