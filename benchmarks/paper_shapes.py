@@ -58,7 +58,7 @@ class Case:
     train_s: float
     apply_s: float
     steps: int
-    psnr_plain: float = float("nan")  # the same model, tiles alone (no calibration, coarse pass or fusion)
+    psnr_plain: float = float("nan")  # the same model, tiles alone (no calibration, coarse pass, fusion or mirror views)
     ssim_plain: float = float("nan")
     auc_plain: float = float("nan")
     volumes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -110,11 +110,12 @@ def _train(corrupted: list[np.ndarray], geometry, config, label: str, quiet: boo
 
 
 def _apply(model, corrupted: np.ndarray, device, passes: bool = True) -> np.ndarray:
-    """The model applied with the wedge-gain calibration, the coarse pass and the fusion (``passes``),
-    or the tiles alone."""
+    """The model applied with the wedge-gain calibration, the coarse pass, the fusion and the mirror
+    views (``passes``), or the tiles alone."""
     from napari_dewedge.core import pipeline
 
-    spec = pipeline.ApplySpec(device=device, calibrate=passes, coarse=passes, fuse=passes)
+    spec = pipeline.ApplySpec(device=device, calibrate=passes, coarse=passes, fuse=passes,
+                              **({} if passes else {"views": 1}))
     return pipeline.run_job(pipeline.apply(model, corrupted, spec)).result.mean
 
 
@@ -173,7 +174,7 @@ def _mean_sd(values: list[float], digits: int) -> str:
 def table(cases: list[Case], device_name: str) -> str:
     head = ("| shape | paper corrupted PSNR / SSIM | paper CryoGEN PSNR / SSIM | ours corrupted PSNR / SSIM | "
             "ours corrected PSNR / SSIM | missing-wedge FSC-AUC corrupted → corrected | "
-            "same model, tiles alone (no wedge gain, coarse pass or fusion): PSNR / SSIM / FSC-AUC | steps | "
+            "same model, tiles alone (one view, no wedge gain, coarse pass or fusion): PSNR / SSIM / FSC-AUC | steps | "
             "train time (s, all volumes) | apply time (s, each) | device |")
     rows = [head, "|" + "---|" * 11]
     for shape in SHAPES:

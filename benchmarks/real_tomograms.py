@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = pipeline.run_job(pipeline.train_and_apply(volume, pipeline.TrainSpec(geometry, config)))
         seconds = time.perf_counter() - t0
         result = outcome.result.mean
-        spec = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False)  # the same model, tiles alone
+        spec = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, views=1)  # tiles alone
         plain = pipeline.run_job(pipeline.apply(outcome.model, volume, spec)).result.mean
         rows.append((path.name, volume.shape, (lo, hi), wedge_power_fraction(volume, geometry),
                      wedge_power_fraction(result, geometry), wedge_power_fraction(plain, geometry), seconds))
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Real tomograms before and after\n\nPreset {args.preset}; device {device_name}; torch "
              f"{torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}.\n",
              "| tomogram | shape (z, y, x) | tilt range (estimated) | power inside the wedge, before → after | "
-             "after, tiles alone (no wedge gain, coarse pass or fusion) | time (s) |", "|---|---|---|---|---|---|"]
+             "after, tiles alone (one view, no wedge gain, coarse pass or fusion) | time (s) |", "|---|---|---|---|---|---|"]
     for name, shape, (lo, hi), before, after, plain, seconds in rows:
         lines.append(f"| {name} | {'×'.join(map(str, shape))} | {lo:.0f}..{hi:.0f}° | {100 * before:.1f} % → "
                      f"{100 * after:.1f} % | {100 * plain:.1f} % | {seconds:.0f} |")

@@ -137,7 +137,7 @@ def inference(preset: str, device, amp: bool, shape: tuple[int, int, int]) -> di
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    result = pipeline.run_job(pipeline.apply(model, volume, pipeline.ApplySpec(device=device))).result
+    result = pipeline.run_job(pipeline.apply(model, volume, pipeline.ApplySpec(device=device, views=1))).result  # one pass of the tiles
     seconds = time.perf_counter() - t0
     plan = plan_tiles(shape, result.tile[0], result.overlap[0], generator.padding_multiple, generator.min_size)
     per_tile = forward_flops(generator, (1, 1, *plan.tile), device)

@@ -26,8 +26,9 @@ project's networks and training loop, so that only the objective differs):
   it on), on the full tomogram, applied with the wedge-gain calibration
   (``core/inference/calibration.py``), the coarse pass
   (``core/inference/coarse.py``) and the measured-region fusion
-  (``core/inference/fusion.py``); the same model without them is scored as
-  ``ours, tiles alone`` (no extra training);
+  (``core/inference/fusion.py``), averaged over four mirror views
+  (``core/inference/views.py``); the same model without them (one view) is
+  scored as ``ours, tiles alone`` (no extra training);
 - ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity).
 
 Scenes: cell-like phantoms (``core/phantoms.cell``: a double membrane,
@@ -136,7 +137,8 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
     volume of the tiles alone or None).
 
     The baselines are applied as their papers do, tile by tile; ours with the
-    wedge-gain calibration, the coarse pass and the fusion, and once more without them from the same model.
+    wedge-gain calibration, the coarse pass, the fusion and the mirror views, and once more without
+    them from the same model.
     Without ``steps`` the trainer gets the budget as its time budget: its
     schedules (warm-up, lambda, decay) follow the time spent and end with it,
     so every method trains for the same seconds at its own pace. With ``steps``
@@ -158,10 +160,10 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
         timer.cancel()
     model = outcome.model
     ours = method.startswith("ours")
-    passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours)
+    passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours, **({} if ours else {"views": 1}))
     result = pipeline.run_job(pipeline.apply(model, full, passes)).result
     seconds = time.perf_counter() - t0
-    tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False)
+    tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, views=1)
     plain = (pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean
              if ours else None)
     done = model.steps_done

@@ -85,10 +85,10 @@ def test_apply_same_result_as_engine(model_file, tomo, tmp_path):
     out, plain = tmp_path / "e.mrc", tmp_path / "p.mrc"
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(out), "--device", "cpu", "-q"]) == 0
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(plain), "--device", "cpu", "-q",
-                     "--no-wedge-gain", "--no-coarse-pass", "--no-fusion"]) == 0
+                     "--no-wedge-gain", "--no-coarse-pass", "--no-fusion", "--views", "1"]) == 0
     model, volume = TrainedModel.load(model_file), read_volume(tomo).data
-    expected = predict(model, volume, device="cpu", calibrate=True, coarse=True, fuse=True)  # on by default
-    assert expected.wedge_gains and expected.coarse_factor > 1 and expected.fused
+    expected = predict(model, volume, device="cpu", calibrate=True, coarse=True, fuse=True, views=4)  # the default
+    assert expected.wedge_gains and expected.coarse_factor > 1 and expected.fused and expected.views == 4
     np.testing.assert_allclose(read_volume(out).data, expected.mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(read_volume(plain).data, predict(model, volume, device="cpu").mean, rtol=1e-5, atol=1e-5)
     assert not np.allclose(read_volume(out).data, read_volume(plain).data)
@@ -212,6 +212,15 @@ def test_help_is_light(argv):
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert "napari-dewedge" in proc.stdout
+
+
+def test_views_default_is_the_applications(capsys):
+    """``--views`` says the default of ``ApplySpec`` (the CLI does not import numpy to read it)."""
+    from napari_dewedge.core.inference.views import MIRROR_VIEWS
+
+    with pytest.raises(SystemExit):
+        cli.main(["apply", "--help"])
+    assert f"(default: {MIRROR_VIEWS}," in " ".join(capsys.readouterr().out.split())
 
 
 def test_console_script_entry_point():

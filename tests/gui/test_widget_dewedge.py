@@ -136,13 +136,16 @@ def test_form_and_shared_wedge_state(viewer):
     assert widget.settings()["coarse"] is True and widget.coarse_check.isChecked()  # on by default
     assert widget.settings()["fuse"] is True and widget.fuse_check.isChecked()
     assert widget.settings()["calibrate"] is True and widget.calibrate_check.isChecked()
-    widget.set_settings(noise_scale=None, seed=None, samples=3, coarse=False, fuse=False, calibrate=False)
+    assert widget.settings()["mirror"] is True and widget._passes(widget.settings())["views"] == 4
+    widget.set_settings(noise_scale=None, seed=None, samples=3, coarse=False, fuse=False, calibrate=False,
+                        mirror=False)
     s = widget.settings()
     assert s["noise_scale"] is None and s["seed"] is None and s["samples"] == 3 and s["coarse"] is False
     assert s["fuse"] is False and not widget.coarse_check.isChecked() and not widget.fuse_check.isChecked()
     assert s["calibrate"] is False and not widget.calibrate_check.isChecked()
-    assert widget._passes(s) == {"calibrate": False, "coarse": False, "fuse": False}
-    widget.set_settings(coarse=True, fuse=True, calibrate=True)
+    assert not widget.mirror_check.isChecked()
+    assert widget._passes(s) == {"calibrate": False, "coarse": False, "fuse": False, "views": 1}
+    widget.set_settings(coarse=True, fuse=True, calibrate=True, mirror=True)
     devices = [widget.device_combo.itemText(i) for i in range(widget.device_combo.count())]
     assert devices[0] == "auto" and "cpu" in devices
     assert not widget.stop_button.isEnabled() and widget.dewedge_button.isEnabled()
@@ -179,6 +182,7 @@ def test_run_adds_result_layers_with_scale_and_provenance(viewer, qtbot, errors)
     assert prov["inference"]["coarse_factor"] > 1  # the coarse pass ran (on by default)
     assert prov["inference"]["fused"] is True  # and the fusion
     assert prov["inference"]["wedge_gains"]  # and the wedge-gain calibration
+    assert prov["inference"]["views"] == 4  # and the mean of the mirror views
     assert meta["ground_truth_layer"] == "sphere truth"
     assert source.metadata == source_meta and truth.metadata["dewedge_role"] == "ground_truth"
 

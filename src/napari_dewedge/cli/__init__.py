@@ -220,6 +220,10 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
     g.add_argument("--no-fusion", dest="fuse", action="store_false",
                    help="keep the model's prediction in the measured region; by default it is fused with the "
                         "tomogram's own data, shell by shell as their noise allows")
+    g.add_argument("--views", type=_positive_int, default=None, metavar="N",
+                   help="average the whole application over N mirror views of the tomogram that keep its "
+                        "missing wedge in place (default: 4, the views every wedge keeps; 1: off; 8 for a "
+                        "symmetric tilt range), at N times the time")
     g.add_argument("--halves", action="store_true",
                    help="apply the model to the even and odd halves and average the two results")
     g.add_argument("--shard", default=None, metavar="I/N",
@@ -307,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, apply_noise_scale=None, overlap=None, checkpoint=None)
+    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, views=None,
+                   apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 
 

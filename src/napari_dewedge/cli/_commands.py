@@ -267,11 +267,12 @@ def _load_model(path: str | os.PathLike):
 def _apply_one(model, volume, voxel_size, args: argparse.Namespace, device: Any, label: str):
     from ..core import pipeline
 
+    views = {} if getattr(args, "views", None) is None else {"views": args.views}
     spec = pipeline.ApplySpec(samples=args.samples, device=device, seed=args.seed, noise_scale=args.apply_noise_scale,
                               tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", None),
                               batch_size=getattr(args, "tile_batch", None), voxel_size=tuple(voxel_size),
                               calibrate=getattr(args, "calibrate", True), coarse=getattr(args, "coarse", True),
-                              fuse=getattr(args, "fuse", True))
+                              fuse=getattr(args, "fuse", True), **views)
     bar: Progress | None = None
     result = None
     try:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .dataset import VOXEL_SIZE_TOLERANCE
+from .inference.views import MIRROR_VIEWS
 from .wedge import WedgeGeometry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,6 +96,8 @@ class ApplySpec:
     volume (:mod:`.inference.calibration`).
     ``fuse``: the measured region fused with the volume's own data
     (:mod:`.inference.fusion`), shell by shell as their noise allows.
+    ``views``: the whole application run on this many mirror views of the volume
+    that keep its wedge in place, and averaged (:mod:`.inference.views`; 1: off).
 
     ``geometry`` and ``voxel_size`` describe the volume; when given, a model
     trained for another wedge or voxel size gives a :class:`Notice`.
@@ -112,6 +115,7 @@ class ApplySpec:
     calibrate: bool = True
     coarse: bool = True
     fuse: bool = True
+    views: int = MIRROR_VIEWS
 
 
 class JobControl:
@@ -350,7 +354,8 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
     for event in run_inference(model, volume, samples=int(spec.samples), noise_scale=spec.noise_scale,
                                geometry=spec.geometry, device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
                                batch_size=spec.batch_size, stop=lambda: control.stop_requested,
-                               calibrate=spec.calibrate, coarse=spec.coarse, fuse=spec.fuse):
+                               calibrate=spec.calibrate, coarse=spec.coarse, fuse=spec.fuse,
+                               views=spec.views):
         now = time.monotonic()
         if event.done or now - last >= interval_s:
             last = now

@@ -19,7 +19,10 @@ __all__ = ["SettingsForm", "FORM_EXCLUDED", "form_settings", "preset_values", "b
 #: devices, previews follow the run's length, mixed precision is always on.
 FORM_EXCLUDED = ("preview_every", "amp")
 #: Form values that belong to the application, not to the training configuration.
-APPLY_KEYS = ("preset", "samples", "calibrate", "coarse", "fuse")
+#: The application's passes, each a checkbox of the Dewedge widget and on by default (``mirror``:
+#: the mean of four mirror views, ``ApplySpec(views=4)``).
+PASS_KEYS = ("calibrate", "coarse", "fuse", "mirror")
+APPLY_KEYS = ("preset", "samples", *PASS_KEYS)
 _INT_MAX = 10_000_000
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,16 +141,16 @@ def form_settings() -> list:
 def preset_values(name: str, **changes: Any) -> dict[str, Any]:
     """The form values of a preset (``"quick"``, ``"standard"``, ``"thorough"``), with ``changes``.
 
-    Keys are the schema's setting names, plus ``preset``, ``samples`` (K), ``calibrate``,
-    ``coarse`` and ``fuse`` (the wedge-gain calibration, the coarse pass and the
-    measured-region fusion of the application).
+    Keys are the schema's setting names, plus ``preset``, ``samples`` (K) and the
+    application's passes :data:`PASS_KEYS` (the wedge-gain calibration, the coarse pass,
+    the measured-region fusion and the mean of the mirror views).
     """
     from ..core.training import PRESETS, TrainingConfig
 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = TrainingConfig.preset(name)
-    values: dict[str, Any] = {"preset": name, "samples": 1, "calibrate": True, "coarse": True, "fuse": True}
+    values: dict[str, Any] = {"preset": name, "samples": 1, **dict.fromkeys(PASS_KEYS, True)}
     values.update({s.name: s.value_in(config) for s in form_settings()})
     for key in changes:
         if key not in values:

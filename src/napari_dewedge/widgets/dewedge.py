@@ -31,11 +31,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import pipeline
+from ..core.inference.views import MIRROR_VIEWS
 from ..core.wedge import WedgeGeometry
 from ._dewedge_layout import PRESET_NAMES, build_layout
 from ._result_layers import ResultLayers, RunJob
 from ._runner import TaskRunner
-from ._settings_form import build_config, form_settings, preset_values
+from ._settings_form import PASS_KEYS, build_config, form_settings, preset_values
 from .panels import is_alive, volume_of
 from .state import get_wedge_state, register_widget
 
@@ -148,15 +149,16 @@ class DewedgeWidget(QWidget):
 
     def settings(self) -> dict[str, Any]:
         """The form's current values: the schema's settings, ``preset``, ``samples`` and the passes
-        ``calibrate``, ``coarse`` and ``fuse``."""
+        (:data:`PASS_KEYS`: on or off)."""
         return {"preset": self.preset_combo.currentText(), "samples": int(self.samples_spin.value()),
-                "calibrate": bool(self.calibrate_check.isChecked()), "coarse": bool(self.coarse_check.isChecked()), "fuse": bool(self.fuse_check.isChecked()),
+                **{key: bool(self.pass_checks[key].isChecked()) for key in PASS_KEYS},
                 **self.form.values(), **self.expert_form.values()}
 
     @staticmethod
-    def _passes(settings: dict[str, Any]) -> dict[str, bool]:
-        """The application's passes among the form values (``ApplySpec`` keywords)."""
-        return {key: bool(settings[key]) for key in ("calibrate", "coarse", "fuse")}
+    def _passes(settings: dict[str, Any]) -> dict[str, Any]:
+        """The application's passes among the form values, as ``ApplySpec`` keywords."""
+        passes: dict[str, Any] = {key: bool(settings[key]) for key in PASS_KEYS if key != "mirror"}
+        return {**passes, "views": MIRROR_VIEWS if settings["mirror"] else 1}
 
     def set_settings(self, values: dict[str, Any] | None = None, **changes: Any) -> None:
         """Fill the form (all of ``values`` and/or single settings by name)."""
@@ -171,12 +173,9 @@ class DewedgeWidget(QWidget):
                 self.preset_combo.setCurrentText(values["preset"])
             if "samples" in values:
                 self.samples_spin.setValue(int(values["samples"]))
-            if "calibrate" in values:
-                self.calibrate_check.setChecked(bool(values["calibrate"]))
-            if "coarse" in values:
-                self.coarse_check.setChecked(bool(values["coarse"]))
-            if "fuse" in values:
-                self.fuse_check.setChecked(bool(values["fuse"]))
+            for key in PASS_KEYS:
+                if key in values:
+                    self.pass_checks[key].setChecked(bool(values[key]))
             self.form.set_values(values)
             self.expert_form.set_values(values)
         finally:

@@ -34,12 +34,16 @@ see (:mod:`.coarse`). With ``fuse=True`` the measured region is then fused
 with the volume's own data, shell by shell as the noise and the prediction's
 error weigh them (:mod:`.fusion`): noise-free data come back exactly, noisy
 shells keep the prediction, and the missing wedge is left as predicted.
+With ``views=N > 1`` all of that runs on N mirror images of the volume that
+keep its missing wedge in place, and the results, flipped back, are averaged
+(:mod:`.views`).
 
 Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
 :mod:`.run` (the run, its events and result, the accumulators),
 :mod:`.calibration` (the wedge gains),
-:mod:`.coarse` (binning and the merge of the coarse pass) and
-:mod:`.fusion` (the measured-region fusion).
+:mod:`.coarse` (binning and the merge of the coarse pass),
+:mod:`.fusion` (the measured-region fusion) and
+:mod:`.views` (the mirror views).
 """
 
 from __future__ import annotations

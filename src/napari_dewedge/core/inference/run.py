@@ -9,6 +9,7 @@ into a running mean and standard deviation for several).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
+from .views import average_views, view_flips
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,6 +60,15 @@ class InferenceResult:
     coarse_factor: int = 1
     fused: bool = False
     wedge_gains: tuple[float, ...] = ()
+    views: int = 1
+
+    def summary(self, tiles: int) -> str:
+        """One line for a status bar: ``tiles`` tile predictions a view, the passes that ran, the time."""
+        passes = "".join(text for text, ran in ((", wedge gain calibrated", bool(self.wedge_gains)),
+                                                (f", coarse pass at 1/{self.coarse_factor}", self.coarse_factor > 1),
+                                                (", fused with the data", self.fused),
+                                                (f", mean of {self.views} mirror views", self.views > 1)) if ran)
+        return f"{tiles} tiles{passes} in {self.seconds:.1f} s on {self.device}"
 
     def settings(self) -> dict[str, Any]:
         """Plain-dict description for provenance (layer metadata, MRC labels)."""
@@ -69,6 +80,7 @@ class InferenceResult:
             "coarse_factor": self.coarse_factor,
             "fused": self.fused,
             "wedge_gains": list(self.wedge_gains),
+            "views": self.views,
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -286,6 +298,7 @@ def run_inference(
     calibrate: bool = False,
     coarse: bool = False,
     fuse: bool = False,
+    views: int = 1,
     normalization: tuple[float, float] | None = None,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
@@ -339,6 +352,12 @@ def run_inference(
         shell by shell as their noise and the prediction's error weigh them,
         after the coarse pass; the missing wedge is left as predicted. Skipped
         for volumes too large to transform in memory.
+    views
+        Run the whole inference (tiles and passes) on this many mirror views of
+        the volume, flips that keep its missing wedge in place (four for any
+        tilt range, eight for a symmetric one), and average them flipped back
+        (:mod:`.views`). One view for volumes too large for the passes, or
+        without a wedge.
     normalization
         ``(mean, std)`` of the tiles' normalisation instead of the model's.
 
@@ -350,6 +369,16 @@ def run_inference(
     from ..device import autocast_context, release_device_memory
 
     volume = _check_volume(volume)
+    flips = view_flips(_wedge_of(model, geometry), views)
+    from .coarse import COARSE_MAX_VOXELS
+
+    if len(flips) > 1 and volume.size <= COARSE_MAX_VOXELS:
+        one = functools.partial(run_inference, model, geometry=geometry, tile=tile, overlap=overlap,
+                                batch_size=batch_size, samples=samples, noise_scale=noise_scale, device=device,
+                                stop=stop, seed=seed, amp=amp, calibrate=calibrate, coarse=coarse, fuse=fuse,
+                                normalization=normalization)
+        yield from average_views(one, volume, flips, out=out, std_out=std_out)
+        return
     shape = tuple(int(s) for s in volume.shape)
     samples = int(samples)
     if samples < 1:
@@ -485,11 +514,8 @@ def run_inference(
         fused=fused,
         wedge_gains=gains,
     )
-    passes = "".join(text for text, ran in ((", wedge gain calibrated", bool(gains)),
-                                            (f", coarse pass at 1/{factor}", factor > 1),
-                                            (", fused with the data", fused)) if ran)
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
-                         message=f"{total} tiles{passes} in {elapsed:.1f} s on {dev}")
+                         message=result.summary(total))
 
 
 def _wedge_of(model: "TrainedModel", geometry: Any) -> Any:
