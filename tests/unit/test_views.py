@@ -79,6 +79,17 @@ def test_views_average_the_flipped_back_predictions():
     assert "mean of 4 mirror views" in list(run_inference(model, volume, tile=8, device="cpu", views=4))[-1].message
 
 
+def test_views_fold_slab_by_slab(monkeypatch):
+    from napari_dewedge.core.inference import views
+
+    volume = np.random.default_rng(3).standard_normal((9, 10, 12)).astype(np.float32)
+    model = _model(Lopsided())
+    whole = predict(model, volume, tile=8, overlap=2, device="cpu", views=4).mean
+    monkeypatch.setattr(views, "_SLAB_VOXELS", 2 * 10 * 12)  # two planes a slab, the last one alone
+    np.testing.assert_allclose(predict(model, volume, tile=8, overlap=2, device="cpu", views=4).mean, whole,
+                               atol=1e-6)
+
+
 def test_views_into_caller_arrays_with_samples_and_stop():
     volume = np.random.default_rng(2).standard_normal((8, 10, 12)).astype(np.float32)
     model = _model(Lopsided())

@@ -36,6 +36,9 @@ MIRROR_VIEWS = 4
 
 _Flip = tuple[int, ...]
 
+#: Voxels folded into the running mean at a time (z-slabs): no temporary holds the whole volume.
+_SLAB_VOXELS = 1 << 24
+
 
 def wedge_flips(geometry: WedgeGeometry) -> tuple[_Flip, ...]:
     """The flips (axes of ``(z, y, x)``) that map ``geometry``'s missing wedge onto itself,
@@ -61,6 +64,14 @@ def view_flips(geometry: WedgeGeometry | None, views: int) -> tuple[_Flip, ...]:
 
 def _flip(array: np.ndarray, axes: _Flip) -> np.ndarray:
     return np.flip(array, axes) if axes else array
+
+
+def _fold(running: np.ndarray, value: np.ndarray, k: int) -> None:
+    """``running``, the mean of ``k`` views, becomes the mean of ``k + 1`` with ``value``, slab by slab."""
+    step = max(1, _SLAB_VOXELS // max(1, int(np.prod(running.shape[1:]))))
+    for z0 in range(0, running.shape[0], step):
+        part = running[z0 : z0 + step]
+        part += (value[z0 : z0 + step] - part) / np.float32(k + 1)
 
 
 def average_views(run_one: Callable[..., Iterator], volume: np.ndarray, flips: Sequence[_Flip], *,
@@ -103,9 +114,9 @@ def average_views(run_one: Callable[..., Iterator], volume: np.ndarray, flips: S
                     var = spread if var is None else var
                     np.square(var, out=var)
             else:
-                mean += (view - mean) / np.float32(k + 1)
+                _fold(mean, view, k)
                 if spread is not None and var is not None:
-                    var += (np.square(spread) - var) / np.float32(k + 1)
+                    _fold(var, np.square(spread), k)
             if result.wedge_gains:
                 gains.append(np.asarray(result.wedge_gains))
     if var is not None:
