@@ -160,7 +160,7 @@ def test_samples_std_positive_with_noise_zero_without():
     vol = _volume((12, 20, 16))
     model = _model(SmallConv(), noise=0.4)
     noisy = predict(model, vol, tile=8, overlap=2, samples=3, device="cpu", seed=1)
-    assert noisy.samples == 3 and noisy.noise_scale == pytest.approx(0.4)  # the model's training noise
+    assert noisy.samples == 3 and noisy.noise_scale == pytest.approx(0.2)  # half the model's training noise
     assert noisy.std is not None and noisy.std.shape == vol.shape
     assert (noisy.std > 0).mean() > 0.99
     again = predict(model, vol, tile=8, overlap=2, samples=3, device="cpu", seed=1)
@@ -171,6 +171,16 @@ def test_samples_std_positive_with_noise_zero_without():
     assert single.noise_scale == 0.0 and single.std is None
     assert np.all(quiet.std == 0)
     np.testing.assert_allclose(quiet.mean, single.mean, rtol=1e-6, atol=1e-6)
+
+
+def test_sample_noise_is_half_the_tomograms_noise():
+    """Several samples perturb the input by half the noise estimated on the training tomogram, not by
+    the (larger) noise of training's recorrupted inputs."""
+    model = _model(SmallConv(), noise=1.4)
+    model.training["noise_estimate"] = {"white_std": 0.8, "wedge_std": 0.0, "kind": "white"}
+    vol = _volume((8, 12, 10))
+    assert predict(model, vol, tile=8, overlap=2, samples=2, device="cpu", seed=0).noise_scale == pytest.approx(0.4)
+    assert predict(model, vol, tile=8, overlap=2, device="cpu").noise_scale == 0.0
 
 
 def test_sample_mean_and_std_are_exact():
