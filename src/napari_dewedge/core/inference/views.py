@@ -84,9 +84,7 @@ def average_views(run_one: Callable[..., Iterator], volume: np.ndarray, flips: S
     mean wedge gains, and ``views``. A stopped view ends the run stopped.
     """
     n = len(flips)
-    mean = out
-    var = std_out
-    first = None
+    first = mean = var = None
     gains: list[np.ndarray] = []
     per_view = 0
     t0 = time.perf_counter()
@@ -107,11 +105,9 @@ def average_views(run_one: Callable[..., Iterator], volume: np.ndarray, flips: S
             result = event.result
             view = _flip(result.mean, axes)
             spread = None if result.std is None else _flip(result.std, axes)
-            if k == 0:
-                first = result
-                mean = view if mean is None else mean
-                if spread is not None:
-                    var = spread if var is None else var
+            if k == 0:  # the identity: its arrays are ``out`` and ``std_out`` when those were given
+                first, mean, var = result, view, spread
+                if var is not None:
                     np.square(var, out=var)
             else:
                 _fold(mean, view, k)
