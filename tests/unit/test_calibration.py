@@ -12,6 +12,7 @@ from napari_dewedge.core.inference.calibration import (
     calibrate_wedge,
     calibration_crop,
     scale_wedge,
+    shell_gains,
     shell_index,
     wedge_gains,
 )
@@ -80,6 +81,21 @@ def test_gains_are_capped_and_never_negative():
     assert shy.max() == GAIN_CAP
     wrong = wedge_gains(observed, WEDGE, _shy_oracle(truth, observed, -1.0))
     assert wrong.min() == 0.0
+
+
+def test_corner_shells_are_pooled_with_their_neighbours():
+    # within Nyquist each shell keeps its own estimate; past it (the cube's corners) one estimate
+    # that falls to 0 between positive ones no longer leaves a dark ring
+    den = np.full(20, 4.0)
+    num = np.full(20, 2.0)
+    num[[5, 14]] = -1.0  # a shell of no correlation inside Nyquist (10) and one in the corners
+    gains = shell_gains(num, den, nyquist=10)
+    assert gains[5] == 0.0 and gains[4] == gains[6] == 0.5
+    assert 0.15 < gains[14] < 0.5
+    assert np.all(gains[11:] > 0.15)
+    num[18:] = den[18:] = 0.0  # nothing to compare in the last corners: the neighbours' estimate, not 1
+    assert np.all(shell_gains(num, den, nyquist=10)[18:] < 1.0)
+    assert shell_gains(num, den, nyquist=30)[18] == 1.0  # within Nyquist: left at 1
 
 
 def test_scale_wedge_leaves_the_measured_region():

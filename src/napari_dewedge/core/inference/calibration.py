@@ -22,7 +22,9 @@ independent of a prediction made from other frequencies, so it averages
 out). Without the filling, the rotated input would lack a second wedge that
 training never showed the generator, and the gains would overshoot (on the
 paper's prism, -1.5 dB instead of +0.2). :func:`wedge_gains` measures the
-gains over a few rotations of a volume, capped to ``[0, GAIN_CAP]``;
+gains over a few rotations of a volume, capped to ``[0, GAIN_CAP]``
+(:func:`shell_gains`; past Nyquist, in the cube's corners, pooled with the
+neighbouring shells so that no lone gain of 0 draws a dark ring);
 :func:`scale_wedge` applies them to the missing wedge of a prediction;
 :func:`calibrate_wedge` does both for a prediction of a volume (measured on
 its central crop). The measured region is not touched.
@@ -37,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from scipy import fft as _fft
+from scipy import ndimage
 
 from ..rotations import WEDGE_MOVING_ROTATIONS, rotate
 from ..wedge import WedgeGeometry, apply_wedge, wedge_mask
@@ -48,6 +51,7 @@ __all__ = [
     "calibrate_wedge",
     "calibration_crop",
     "scale_wedge",
+    "shell_gains",
     "shell_index",
     "wedge_gains",
 ]
@@ -117,7 +121,24 @@ def wedge_gains(volume: np.ndarray, geometry: WedgeGeometry, predict: Callable[[
         shells = shell_index(rshape)[hidden]
         num += np.bincount(shells, weights=(pred.real * data.real + pred.imag * data.imag), minlength=nbins)[:nbins]
         den += np.bincount(shells, weights=pred.real**2 + pred.imag**2, minlength=nbins)[:nbins]
-    gains = np.ones(nbins)
+    return shell_gains(num, den, nyquist=int(round(min(shape) / 4)), cap=cap)
+
+
+def shell_gains(num: np.ndarray, den: np.ndarray, *, nyquist: int, cap: float = GAIN_CAP) -> np.ndarray:
+    """Gains ``num / den`` per shell, capped to ``[0, cap]``; 1 where ``den`` is 0.
+
+    Past the ``nyquist`` shell the shells are the corners of the cube, each a
+    thin sliver of the volume's highest frequencies: their estimates are the
+    noisiest, and one that falls to 0 beside its neighbours' drew a dark ring
+    into the corners of every Fourier slice. There the sums are pooled with
+    their neighbours' (a Gaussian of one shell) before the division.
+    """
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    beyond = np.arange(num.shape[0]) > int(nyquist)
+    num = np.where(beyond, ndimage.gaussian_filter1d(num, 1.0, mode="nearest"), num)
+    den = np.where(beyond, ndimage.gaussian_filter1d(den, 1.0, mode="nearest"), den)
+    gains = np.ones(num.shape[0])
     ok = den > 0
     gains[ok] = np.clip(num[ok] / den[ok], 0.0, float(cap))
     return gains
