@@ -83,19 +83,48 @@ def test_gains_are_capped_and_never_negative():
     assert wrong.min() == 0.0
 
 
-def test_corner_shells_are_pooled_with_their_neighbours():
-    # within Nyquist each shell keeps its own estimate; past it (the cube's corners) one estimate
-    # that falls to 0 between positive ones no longer leaves a dark ring
-    den = np.full(20, 4.0)
-    num = np.full(20, 2.0)
-    num[[5, 14]] = -1.0  # a shell of no correlation inside Nyquist (10) and one in the corners
-    gains = shell_gains(num, den, nyquist=10)
-    assert gains[5] == 0.0 and gains[4] == gains[6] == 0.5
-    assert 0.15 < gains[14] < 0.5
-    assert np.all(gains[11:] > 0.15)
-    num[18:] = den[18:] = 0.0  # nothing to compare in the last corners: the neighbours' estimate, not 1
-    assert np.all(shell_gains(num, den, nyquist=10)[18:] < 1.0)
-    assert shell_gains(num, den, nyquist=30)[18] == 1.0  # within Nyquist: left at 1
+def _sums(gains, noise, count=400):
+    """Sums of shell_gains for a prediction of unit power per coefficient, its data ``gain * p + n``."""
+    gains = np.asarray(gains, dtype=float)
+    count = np.full(gains.shape, float(count))
+    den = count.copy()
+    num = gains * den
+    power = gains**2 * den + np.asarray(noise, dtype=float) ** 2 * count
+    return num, den, power, count
+
+
+def test_upper_shells_within_their_errors_are_pooled():
+    # a lone 0 among 0.5s in the upper half, as noisy as its neighbours: no dark ring, the pooled gain
+    true = np.full(20, 0.5)
+    num, den, power, count = _sums(true, noise=2.0)
+    num[14] = 0.0
+    power[14] += 0.25 * den[14] * 400  # a residual that puts 0.5 within its 3 standard errors
+    gains = shell_gains(num, den, power, count, nyquist=16)
+    assert 0.2 < gains[14] < 0.5
+    # the lower half keeps its own estimate, however noisy
+    num[4] = 0.0
+    power[4] += 0.25 * den[4] * 400
+    assert shell_gains(num, den, power, count, nyquist=16)[4] == 0.0
+
+
+def test_a_sure_gain_keeps_its_own_value():
+    # a shell whose estimate is far outside its small error is a real feature: not smoothed away
+    true = np.full(20, 0.5)
+    true[14] = 0.05
+    gains = shell_gains(*_sums(true, noise=0.1), nyquist=16)
+    assert gains[14] == pytest.approx(0.05)
+    assert gains[10] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_corner_shells_and_empty_shells_take_the_pooled_gain():
+    true = np.full(20, 0.5)
+    true[18] = 0.0  # past Nyquist: pooled even when sure
+    num, den, power, count = _sums(true, noise=0.1)
+    gains = shell_gains(num, den, power, count, nyquist=16)
+    assert 0.1 < gains[18] < 0.5
+    num[19] = den[19] = power[19] = count[19] = 0.0  # nothing to compare: the neighbours' gain, not 1
+    assert shell_gains(num, den, power, count, nyquist=16)[19] < 0.5
+    assert np.all(shell_gains(*(np.zeros(5) for _ in range(4)), nyquist=2) == 1.0)  # no data at all: 1
 
 
 def test_scale_wedge_leaves_the_measured_region():

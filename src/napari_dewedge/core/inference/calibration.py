@@ -23,8 +23,9 @@ out). Without the filling, the rotated input would lack a second wedge that
 training never showed the generator, and the gains would overshoot (on the
 paper's prism, -1.5 dB instead of +0.2). :func:`wedge_gains` measures the
 gains over a few rotations of a volume, capped to ``[0, GAIN_CAP]``
-(:func:`shell_gains`; past Nyquist, in the cube's corners, pooled with the
-neighbouring shells so that no lone gain of 0 draws a dark ring);
+(:func:`shell_gains`: in the upper shells, pooled with their neighbours
+where they agree within their errors, so that no lone gain of 0 draws a
+dark ring in the Fourier slices);
 :func:`scale_wedge` applies them to the missing wedge of a prediction;
 :func:`calibrate_wedge` does both for a prediction of a volume (measured on
 its central crop). The measured region is not touched.
@@ -101,13 +102,15 @@ def wedge_gains(volume: np.ndarray, geometry: WedgeGeometry, predict: Callable[[
     of ``rotations`` wedge-moving cube rotations of ``volume`` is seen through
     the missing wedge and predicted; the shells compare the prediction with
     the rotated data where those were measured and the input's wedge hid them.
-    Shells with nothing to compare keep a gain of 1.
+    Shells with nothing to compare take their neighbours' gain (1 when none has any).
     """
     volume = np.asarray(volume, dtype=np.float32)
     shape = tuple(int(s) for s in volume.shape)
     nbins = int(shell_index(shape).max()) + 1
     num = np.zeros(nbins)
     den = np.zeros(nbins)
+    power = np.zeros(nbins)
+    count = np.zeros(nbins)
     step = max(1, len(WEDGE_MOVING_ROTATIONS) // max(1, int(rotations)))
     for rotation in WEDGE_MOVING_ROTATIONS[::step][: int(rotations)]:
         turned = np.ascontiguousarray(rotate(volume, rotation))
@@ -121,27 +124,44 @@ def wedge_gains(volume: np.ndarray, geometry: WedgeGeometry, predict: Callable[[
         shells = shell_index(rshape)[hidden]
         num += np.bincount(shells, weights=(pred.real * data.real + pred.imag * data.imag), minlength=nbins)[:nbins]
         den += np.bincount(shells, weights=pred.real**2 + pred.imag**2, minlength=nbins)[:nbins]
-    return shell_gains(num, den, nyquist=int(round(min(shape) / 4)), cap=cap)
+        power += np.bincount(shells, weights=data.real**2 + data.imag**2, minlength=nbins)[:nbins]
+        count += np.bincount(shells, minlength=nbins)[:nbins]
+    return shell_gains(num, den, power, count, nyquist=int(round(min(shape) / 4)), cap=cap)
 
 
-def shell_gains(num: np.ndarray, den: np.ndarray, *, nyquist: int, cap: float = GAIN_CAP) -> np.ndarray:
-    """Gains ``num / den`` per shell, capped to ``[0, cap]``; 1 where ``den`` is 0.
+#: A gain of the upper shells within this many standard errors of its neighbours' pooled gain takes the pooled one.
+POOL_ERRORS = 3.0
 
-    Past the ``nyquist`` shell the shells are the corners of the cube, each a
-    thin sliver of the volume's highest frequencies: their estimates are the
-    noisiest, and one that falls to 0 beside its neighbours' drew a dark ring
-    into the corners of every Fourier slice. There the sums are pooled with
-    their neighbours' (a Gaussian of one shell) before the division.
+
+def shell_gains(num: np.ndarray, den: np.ndarray, power: np.ndarray, count: np.ndarray, *, nyquist: int,
+                cap: float = GAIN_CAP) -> np.ndarray:
+    """Gains per shell from the sums of :func:`wedge_gains`, capped to ``[0, cap]``.
+
+    ``num`` and ``den`` are the sums of ``Re <prediction, data>`` and
+    ``|prediction|^2`` per shell, ``power`` of ``|data|^2``, ``count`` the
+    coefficients; ``nyquist`` is the shell of half a cycle per voxel. A
+    shell's own least-squares gain ``num / den`` has a standard error from
+    its residual, ``sqrt((power - num^2 / den) / (2 count - 1) / den)``. In
+    the upper half of the frequencies, where the data are weakest, a gain
+    within :data:`POOL_ERRORS` standard errors of the gain pooled over its
+    neighbours (the sums smoothed by a Gaussian of one shell) takes the
+    pooled one: a lone estimate that fell to 0 by chance drew a dark ring
+    in the Fourier slices. Past Nyquist (the cube's corners) the pooled gain
+    is taken always, and where a shell has nothing to compare. The lower
+    half keeps its own gains: pooled there, the paper's prism and rings
+    lost 0.3-0.8 dB (docs/benchmarks).
     """
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    beyond = np.arange(num.shape[0]) > int(nyquist)
-    num = np.where(beyond, ndimage.gaussian_filter1d(num, 1.0, mode="nearest"), num)
-    den = np.where(beyond, ndimage.gaussian_filter1d(den, 1.0, mode="nearest"), den)
-    gains = np.ones(num.shape[0])
-    ok = den > 0
-    gains[ok] = np.clip(num[ok] / den[ok], 0.0, float(cap))
-    return gains
+    num, den, power, count = (np.asarray(a, dtype=np.float64) for a in (num, den, power, count))
+    pooled_num = ndimage.gaussian_filter1d(num, 1.0, mode="nearest")
+    pooled_den = ndimage.gaussian_filter1d(den, 1.0, mode="nearest")
+    shells = np.arange(num.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.where(den > 0, num / den, np.nan)
+        pooled = np.where(pooled_den > 0, pooled_num / pooled_den, 1.0)
+        error = np.sqrt(np.maximum(power - num * own, 0.0) / np.maximum(2.0 * count - 1.0, 1.0) / den)
+    agrees = np.abs(own - pooled) <= POOL_ERRORS * error
+    take_pooled = ~np.isfinite(own) | (shells > nyquist) | ((shells > nyquist / 2) & agrees)
+    return np.clip(np.where(take_pooled, pooled, own), 0.0, float(cap))
 
 
 def scale_wedge(prediction: np.ndarray, geometry: WedgeGeometry, gains: np.ndarray,
