@@ -38,6 +38,7 @@ __all__ = [
     "wedge_mask_torch",
     "apply_wedge",
     "measured_fraction",
+    "wedge_depth",
 ]
 
 TILT_AXES = ("y", "x")
@@ -156,10 +157,15 @@ def _weights(theta: np.ndarray, geometry: WedgeGeometry) -> np.ndarray:
         inside |= theta >= 90.0 - eps
     if geometry.soft_edge <= 0:
         return inside.astype(np.float32)
-    # Distance (degrees, on the 180-periodic circle of line angles) outside [lo, hi].
-    dist = np.minimum(np.mod(lo - theta, 180.0), np.mod(theta - hi, 180.0))
+    dist = _outside(theta, geometry)
     w = np.where(dist < geometry.soft_edge, np.cos(0.5 * np.pi * dist / geometry.soft_edge) ** 2, 0.0)
     return np.where(inside, 1.0, w).astype(np.float32)
+
+
+def _outside(theta: np.ndarray, geometry: WedgeGeometry) -> np.ndarray:
+    """Distance in degrees (on the 180-periodic circle of line angles) of ``theta`` outside the tilt range."""
+    lo, hi = np.float32(geometry.tilt_min), np.float32(geometry.tilt_max)
+    return np.minimum(np.mod(lo - theta, 180.0), np.mod(theta - hi, 180.0))
 
 
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -174,15 +180,32 @@ def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 @lru_cache(maxsize=32)
 def _mask_cached(shape: tuple[int, int, int], geometry: WedgeGeometry, rfft: bool) -> np.ndarray:
+    fz, fa = _frequency_axes(shape, geometry, rfft)
+    mask = wedge_weights(fz, fa, geometry)
+    mask.setflags(write=False)
+    return mask
+
+
+def _frequency_axes(shape: tuple[int, int, int], geometry: WedgeGeometry, rfft: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The beam-axis and across-tilt-axis frequencies of ``shape``, broadcastable."""
     nz, ny, nx = shape
     fz = np.fft.fftfreq(nz)[:, None, None]
     if geometry.tilt_axis == "y":
         fa = (np.fft.rfftfreq(nx) if rfft else np.fft.fftfreq(nx))[None, None, :]
     else:
         fa = np.fft.fftfreq(ny)[None, :, None]
-    mask = wedge_weights(fz, fa, geometry)
-    mask.setflags(write=False)
-    return mask
+    return fz, fa
+
+
+def wedge_depth(shape: tuple[int, ...], geometry: WedgeGeometry = WedgeGeometry()) -> np.ndarray:
+    """How deep every rfftn coefficient of a ``(z, y, x)`` volume lies in the missing wedge:
+    the angle from the wedge's nearer edge over half its opening, 0 at the edges to 1 in its
+    middle, 0 in the measured region (float32, broadcastable like :func:`wedge_mask`)."""
+    shape3 = _check_shape(shape)
+    fz, fa = _frequency_axes(shape3, geometry, True)
+    half = max(geometry.missing_angle / 2.0, 1e-6)
+    depth = np.clip(_outside(_line_angle(fz, fa), geometry) / half, 0.0, 1.0)
+    return np.where(wedge_mask(shape3, geometry) > 0.5, 0.0, depth).astype(np.float32)
 
 
 def wedge_mask(

@@ -51,6 +51,7 @@ __all__ = [
     "GAIN_CAP",
     "calibrate_wedge",
     "calibration_crop",
+    "scale_missing",
     "scale_wedge",
     "shell_gains",
     "shell_index",
@@ -175,9 +176,16 @@ def scale_wedge(prediction: np.ndarray, geometry: WedgeGeometry, gains: np.ndarr
     shape = tuple(int(s) for s in prediction.shape)
     gains = np.append(np.asarray(gains, dtype=np.float32), np.float32(1.0))
     shells = np.minimum(shell_index(shape, edge), gains.shape[0] - 1)
+    return scale_missing(prediction, geometry, gains[shells])
+
+
+def scale_missing(prediction: np.ndarray, geometry: WedgeGeometry, factor: np.ndarray) -> np.ndarray:
+    """``prediction`` with its missing wedge multiplied by ``factor`` (per rfftn coefficient,
+    broadcastable), in place; the measured region is kept."""
+    shape = tuple(int(s) for s in prediction.shape)
     spectrum = _fft.rfftn(np.asarray(prediction, dtype=np.float32))
     missing = 1.0 - np.asarray(wedge_mask(shape, geometry), dtype=np.float32)
-    spectrum *= 1.0 + missing * (gains[shells] - 1.0)
+    spectrum *= 1.0 + missing * (np.asarray(factor, dtype=np.float32) - 1.0)
     prediction[...] = _fft.irfftn(spectrum, s=shape)
     return prediction
 

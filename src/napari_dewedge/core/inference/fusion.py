@@ -31,7 +31,7 @@ from ..wedge import WedgeGeometry, measured_fraction, wedge_mask
 from .calibration import shell_index
 from .coarse import COARSE_MAX_VOXELS
 
-__all__ = ["FUSION_MAX_VOXELS", "fuse_measured", "fusion_weights", "volume_noise_power"]
+__all__ = ["FUSION_MAX_VOXELS", "fuse_measured", "fusion_weights", "volume_noise", "volume_noise_power"]
 
 #: Volumes larger than this are left without the fusion (its FFTs hold the whole volume in memory,
 #: as the coarse pass's do).
@@ -41,14 +41,14 @@ FUSION_MAX_VOXELS = COARSE_MAX_VOXELS
 _MIN_COEFFICIENTS = 64
 
 
-def volume_noise_power(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, cubes: int = 48,
-                       seed: int = 0) -> float:
-    """Noise variance per voxel inside the measured region of ``volume`` (its units squared).
+def volume_noise(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, cubes: int = 48,
+                 seed: int = 0) -> tuple[Any, float]:
+    """The noise of ``volume`` (in its units) and the measured fraction it was estimated at.
 
     :func:`~napari_dewedge.core.training.noise.estimate_noise` on ``cubes``
-    cubes of edge ``cube`` at seeded random positions: the white part plus the
-    wedge-filtered part, whose power lies wholly in the measured fraction of
-    Fourier space.
+    cubes of edge ``cube`` at seeded random positions; returns the
+    :class:`~napari_dewedge.core.training.noise.NoiseEstimate` and the
+    measured fraction of Fourier space of those cubes.
     """
     from ..training.noise import estimate_noise
     from ..training.sampling import epoch_pool, extract_subtomograms
@@ -57,8 +57,16 @@ def volume_noise_power(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, 
     size = int(min(cube, *shape))
     pos, _ = epoch_pool(shape, size, cubes, [int(seed), 7919], order=False)
     est = estimate_noise(extract_subtomograms(volume, pos, size), geometry)
-    frac = measured_fraction((size,) * 3, geometry)
-    return float(est.white_std**2 + est.wedge_std**2 / max(frac, 1e-6))
+    return est, max(measured_fraction((size,) * 3, geometry), 1e-6)
+
+
+def volume_noise_power(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, cubes: int = 48,
+                       seed: int = 0) -> float:
+    """Noise variance per voxel inside the measured region of ``volume`` (its units squared):
+    the white part of :func:`volume_noise` plus the wedge-filtered part, whose power lies
+    wholly in the measured fraction of Fourier space."""
+    est, frac = volume_noise(volume, geometry, cube=cube, cubes=cubes, seed=seed)
+    return float(est.white_std**2 + est.wedge_std**2 / frac)
 
 
 def fusion_weights(residual_power: np.ndarray, shells: np.ndarray, measured: np.ndarray,

@@ -13,7 +13,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,12 +61,14 @@ class InferenceResult:
     fused: bool = False
     wedge_gains: tuple[float, ...] = ()
     views: int = 1
+    reliability: bool = False
 
     def summary(self, tiles: int) -> str:
         """One line for a status bar: ``tiles`` tile predictions a view, the passes that ran, the time."""
         passes = "".join(text for text, ran in ((", wedge gain calibrated", bool(self.wedge_gains)),
                                                 (f", coarse pass at 1/{self.coarse_factor}", self.coarse_factor > 1),
                                                 (", fused with the data", self.fused),
+                                                (", wedge weighted by its halves' agreement", self.reliability),
                                                 (f", mean of {self.views} mirror views", self.views > 1)) if ran)
         return f"{tiles} tiles{passes} in {self.seconds:.1f} s on {self.device}"
 
@@ -81,6 +83,7 @@ class InferenceResult:
             "fused": self.fused,
             "wedge_gains": list(self.wedge_gains),
             "views": self.views,
+            "reliability": self.reliability,
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -321,6 +324,7 @@ def run_inference(
     fuse: bool = False,
     views: int = 1,
     normalization: tuple[float, float] | None = None,
+    reliability: bool | None = None,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
 
@@ -363,6 +367,11 @@ def run_inference(
         against the data they move into the wedge), and the coarse pass's
         likewise on the binned volume. Skipped for volumes too large to
         transform in memory.
+    reliability
+        Weight the finished filling of the missing wedge by how well the
+        generator's fillings of the volume's two recorrupted halves agree, per
+        shell and depth into the wedge (:mod:`.reliability`), once after the
+        views are averaged. Default: with ``calibrate``.
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
         the volume binned to about one subtomogram, its prediction taken for the
@@ -391,6 +400,7 @@ def run_inference(
     from ..device import autocast_context, release_device_memory
 
     volume = _check_volume(volume)
+    weigh = calibrate if reliability is None else bool(reliability)
     flips = view_flips(_wedge_of(model, geometry), views)
     from .coarse import COARSE_MAX_VOXELS
 
@@ -398,8 +408,17 @@ def run_inference(
         one = functools.partial(run_inference, model, geometry=geometry, tile=tile, overlap=overlap,
                                 batch_size=batch_size, samples=samples, noise_scale=noise_scale, device=device,
                                 stop=stop, seed=seed, amp=amp, calibrate=calibrate, coarse=coarse, fuse=fuse,
-                                normalization=normalization)
-        yield from average_views(one, volume, flips, out=out, std_out=std_out)
+                                normalization=normalization, reliability=False)
+        for event in average_views(one, volume, flips, out=out, std_out=std_out):
+            if event.result is not None and weigh:
+                t0 = time.perf_counter()
+                weighed = _reliability_pass(model, volume, event.result.mean, geometry, _resolve_device(device),
+                                            amp, normalization)
+                seconds = event.seconds + time.perf_counter() - t0
+                result = replace(event.result, reliability=weighed, seconds=seconds)
+                event = replace(event, result=result, seconds=seconds,
+                                message=result.summary(event.total_tiles // max(1, len(flips))))
+            yield event
         return
     shape = tuple(int(s) for s in volume.shape)
     samples = int(samples)
@@ -514,6 +533,7 @@ def run_inference(
     gains = _calibration_pass(model, volume, mean, geometry, dev, amp, normalization) if calibrate else ()
     factor = _coarse_pass(model, volume, mean, geometry, dev, amp, calibrate) if coarse else 1
     fused = _fusion_pass(model, volume, mean, geometry) if fuse else False
+    weighed = _reliability_pass(model, volume, mean, geometry, dev, amp, normalization) if weigh else False
     elapsed = time.perf_counter() - t0
     std = None
     if m2 is not None:
@@ -535,6 +555,7 @@ def run_inference(
         coarse_factor=factor,
         fused=fused,
         wedge_gains=gains,
+        reliability=weighed,
     )
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(total))
@@ -562,7 +583,7 @@ def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
     own_mean, own_std = volume_stats(binned)
     norm = (own_mean if _per_volume(model) else float(model.normalization["mean"]), own_std)
     pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm,
-                   calibrate=calibrate).mean
+                   calibrate=calibrate, reliability=False).mean
     merge_coarse(mean, pred, wedge)
     return factor
 
@@ -580,6 +601,29 @@ def _calibration_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarra
                             lambda v: predict(model, v, geometry=geometry, device=dev, amp=amp,
                                               normalization=normalization).mean)
     return tuple(round(float(g), 3) for g in gains)
+
+
+def _reliability_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
+                      amp: bool, normalization: tuple[float, float] | None) -> bool:
+    """Weight ``mean``'s missing wedge by the agreement of the recorrupted halves' fillings, measured
+    on ``volume``'s central crop (in place); False when skipped."""
+    from ..training.sampling import volume_stats
+    from .calibration import calibration_crop
+    from .coarse import COARSE_MAX_VOXELS
+    from .fusion import volume_noise
+    from .reliability import recorrupted_halves, reliability_weights, weigh_wedge
+
+    wedge = _wedge_of(model, geometry)
+    if wedge is None or volume.size > COARSE_MAX_VOXELS:
+        return False
+    part = np.asarray(volume[calibration_crop(tuple(volume.shape))], dtype=np.float32)
+    noise, fraction = volume_noise(part, wedge, cube=int(model.subtomo_size))
+    if normalization is None and _per_volume(model):  # both halves normalised as the volume was
+        normalization = volume_stats(volume)
+    first, second = (predict(model, half, geometry=geometry, device=dev, amp=amp, normalization=normalization).mean
+                     for half in recorrupted_halves(part, wedge, noise, fraction))
+    weigh_wedge(mean, wedge, reliability_weights(first, second, wedge), edge=min(part.shape))
+    return True
 
 
 def _fusion_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any) -> bool:
