@@ -15,7 +15,6 @@ from napari_dewedge.core.inference.reliability import (
     weigh_wedge,
 )
 from napari_dewedge.core.model import TrainedModel
-from napari_dewedge.core.training.noise import NoiseEstimate
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_depth, wedge_mask
 
 from .test_inference import SmallConv
@@ -54,15 +53,16 @@ def test_wedge_depth_runs_from_the_edges_to_the_middle(geometry):
     assert value > 0.8
 
 
-def test_recorrupted_halves_average_to_the_volume_with_the_estimated_noise():
-    volume = _smooth((32, 32, 32), 0)
-    first, second = recorrupted_halves(volume, WEDGE, NoiseEstimate(white_std=0.3, wedge_std=0.2), 0.7, seed=1)
+def test_recorrupted_halves_average_to_the_volume_with_uncorrelated_noises():
+    clean = _smooth((32, 32, 32), 0)
+    volume = clean + np.random.default_rng(2).normal(0, 0.3, clean.shape).astype(np.float32)
+    first, second = recorrupted_halves(volume, 0.3, seed=1)
     np.testing.assert_allclose((first + second) / 2, volume, atol=1e-5)
-    noise = (first - second) / 2
-    assert np.std(noise) == pytest.approx(np.hypot(0.3, 0.2), rel=0.05)
-    # the wedge-filtered part lives in the measured region: the wedge holds the white part alone
-    assert np.sqrt(np.mean(_wedge_part(noise) ** 2) / (1 - 0.7)) == pytest.approx(0.3, rel=0.1)
-    still = recorrupted_halves(volume, WEDGE, NoiseEstimate(0.0, 0.0), 0.7)
+    # each half holds noise of twice the volume's power, and the two halves' noises do not correlate
+    error_a, error_b = (first - clean).ravel(), (second - clean).ravel()
+    assert np.std(error_a) == pytest.approx(0.3 * np.sqrt(2), rel=0.03)
+    assert abs(np.corrcoef(error_a, error_b)[0, 1]) < 0.02
+    still = recorrupted_halves(volume, 0.0)
     np.testing.assert_array_equal(still[0], volume)
     np.testing.assert_array_equal(still[1], volume)
 
@@ -124,3 +124,18 @@ def test_run_inference_weighs_only_the_wedge_and_says_so():
     assert views.reliability and views.views == 4 and "agreement" in views.summary(8)
     no_pass = predict(model, volume, device="cpu")
     assert not no_pass.reliability
+
+
+def test_a_lone_shell_of_chance_disagreement_is_pooled_with_its_neighbours():
+    shape = (32, 32, 32)
+    signal = _smooth(shape, 9, sigma=0.7)
+    other = signal.copy()
+    # one shell of the second filling replaced by unrelated content: alone, its weight would be about 0
+    spectrum, unrelated = fft.rfftn(other), fft.rfftn(_smooth(shape, 10, sigma=0.7))
+    bins = reliability_bins(shape, WEDGE)
+    lone = (bins >= 0) & (bins // 3 == 8)
+    spectrum[lone] = unrelated[lone]
+    other = fft.irfftn(spectrum, s=shape).astype(np.float32)
+    weights = reliability_weights(signal, other, WEDGE).reshape(-1, 3)
+    assert np.all(weights[8] > 0.5) and np.all(weights[8] < 0.95)  # faded, but not a black ring
+    assert np.all(weights[4] > 0.99)  # shells far from it keep their full weight

@@ -213,7 +213,8 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
     g.add_argument("--no-wedge-gain", dest="calibrate", action="store_false",
                    help="leave the amplitude of the wedge filling as the model made it; by default it is scaled "
                         "by the gains measured on the tomogram (the model on rotated copies, against the data "
-                        "they move into the wedge)")
+                        "they move into the wedge) and weighted by how well the model's fillings of the "
+                        "tomogram's two recorrupted halves agree")
     g.add_argument("--no-coarse-pass", dest="coarse", action="store_false",
                    help="skip the coarse pass, which applies the model to the tomogram binned to about one "
                         "subtomogram and takes the missing wedge's longest wavelengths from it")

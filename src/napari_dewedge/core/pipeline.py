@@ -93,7 +93,8 @@ class ApplySpec:
     ``coarse``: the coarse pass (:mod:`.inference.coarse`), which fills the
     missing wedge's longest wavelengths from the volume binned to one subtomogram.
     ``calibrate``: the tiles' wedge filling scaled by the gains measured on the
-    volume (:mod:`.inference.calibration`).
+    volume (:mod:`.inference.calibration`), and the finished filling weighted by
+    the agreement of the volume's recorrupted halves (:mod:`.inference.reliability`).
     ``fuse``: the measured region fused with the volume's own data
     (:mod:`.inference.fusion`), shell by shell as their noise allows.
     ``views``: the whole application run on this many mirror views of the volume

@@ -121,7 +121,8 @@ def build_layout(w: Any) -> None:
     w.calibrate_check = _pass_check(w.form, "Calibrate the wedge's amplitude",
                                     "Scale the model's filling of the missing wedge, shell by shell, by the gains "
                                     "measured on the tomogram: the model applied to a few rotated copies, against "
-                                    "the measured data that the rotations move into the wedge")
+                                    "the measured data that the rotations move into the wedge; then fade what "
+                                    "the model's fillings of two noisier copies of the tomogram disagree on")
     w.coarse_check = _pass_check(w.form, "Coarse pass",
                                  "Also apply the model to the tomogram binned to about one subtomogram, and take "
                                  "the missing wedge's longest wavelengths (the density profile along z) from it")

@@ -36,14 +36,18 @@ error weigh them (:mod:`.fusion`): noise-free data come back exactly, noisy
 shells keep the prediction, and the missing wedge is left as predicted.
 With ``views=N > 1`` all of that runs on N mirror images of the volume that
 keep its missing wedge in place, and the results, flipped back, are averaged
-(:mod:`.views`).
+(:mod:`.views`). Last, with ``calibrate=True``, the filling of the finished
+result is weighted, per shell and depth into the wedge, by how well the
+generator's fillings of the volume's two recorrupted halves (its noise
+added and subtracted) agree (:mod:`.reliability`).
 
 Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
 :mod:`.run` (the run, its events and result, the accumulators),
 :mod:`.calibration` (the wedge gains),
 :mod:`.coarse` (binning and the merge of the coarse pass),
-:mod:`.fusion` (the measured-region fusion) and
-:mod:`.views` (the mirror views).
+:mod:`.fusion` (the measured-region fusion),
+:mod:`.views` (the mirror views) and
+:mod:`.reliability` (the filling's weights from the recorrupted halves).
 """
 
 from __future__ import annotations

@@ -617,11 +617,11 @@ def _reliability_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarra
     if wedge is None or volume.size > COARSE_MAX_VOXELS:
         return False
     part = np.asarray(volume[calibration_crop(tuple(volume.shape))], dtype=np.float32)
-    noise, fraction = volume_noise(part, wedge, cube=int(model.subtomo_size))
+    noise, _ = volume_noise(part, wedge, cube=int(model.subtomo_size))
     if normalization is None and _per_volume(model):  # both halves normalised as the volume was
         normalization = volume_stats(volume)
     first, second = (predict(model, half, geometry=geometry, device=dev, amp=amp, normalization=normalization).mean
-                     for half in recorrupted_halves(part, wedge, noise, fraction))
+                     for half in recorrupted_halves(part, noise.white_std))
     weigh_wedge(mean, wedge, reliability_weights(first, second, wedge), edge=min(part.shape))
     return True
 
