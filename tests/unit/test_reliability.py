@@ -9,6 +9,7 @@ from scipy import fft
 
 from napari_dewedge.core.inference import predict
 from napari_dewedge.core.inference.reliability import (
+    noisy_enough,
     recorrupted_halves,
     reliability_bins,
     reliability_weights,
@@ -139,3 +140,14 @@ def test_a_lone_shell_of_chance_disagreement_is_pooled_with_its_neighbours():
     weights = reliability_weights(signal, other, WEDGE).reshape(-1, 3)
     assert np.all(weights[8] > 0.5) and np.all(weights[8] < 0.95)  # faded, but not a black ring
     assert np.all(weights[4] > 0.99)  # shells far from it keep their full weight
+
+
+def test_noise_free_volumes_are_left_alone():
+    volume = (1.0 + _smooth((32, 32, 32), 11) * 4).astype(np.float32)
+    spread = float(np.std(volume))
+    assert noisy_enough(volume, spread) and noisy_enough(volume, spread / 5)
+    assert not noisy_enough(volume, spread / 10) and not noisy_enough(volume, 0.0)
+    clean = apply_wedge(_smooth((32, 32, 32), 11, sigma=3.0), WEDGE)  # a noise-free tomogram: nothing to weigh
+    assert not predict(_model(), clean, device="cpu", calibrate=True, views=1).reliability
+    noisy = clean + np.random.default_rng(1).normal(0, clean.std(), clean.shape).astype(np.float32)
+    assert predict(_model(), noisy, device="cpu", calibrate=True, views=1).reliability

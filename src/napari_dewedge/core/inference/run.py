@@ -611,13 +611,15 @@ def _reliability_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarra
     from .calibration import calibration_crop
     from .coarse import COARSE_MAX_VOXELS
     from .fusion import volume_noise
-    from .reliability import recorrupted_halves, reliability_weights, weigh_wedge
+    from .reliability import noisy_enough, recorrupted_halves, reliability_weights, weigh_wedge
 
     wedge = _wedge_of(model, geometry)
     if wedge is None or volume.size > COARSE_MAX_VOXELS:
         return False
     part = np.asarray(volume[calibration_crop(tuple(volume.shape))], dtype=np.float32)
     noise, _ = volume_noise(part, wedge, cube=int(model.subtomo_size))
+    if not noisy_enough(part, noise.white_std):
+        return False
     if normalization is None and _per_volume(model):  # both halves normalised as the volume was
         normalization = volume_stats(volume)
     first, second = (predict(model, half, geometry=geometry, device=dev, amp=amp, normalization=normalization).mean
