@@ -43,6 +43,7 @@ added and subtracted) agree (:mod:`.reliability`).
 
 Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
 :mod:`.run` (the run, its events and result, the accumulators),
+:mod:`.passes` (the passes after the tiles, which run the modules below),
 :mod:`.calibration` (the wedge gains),
 :mod:`.coarse` (binning and the merge of the coarse pass),
 :mod:`.fusion` (the measured-region fusion),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, wedge_of
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
 from .views import average_views, view_flips
 
@@ -401,7 +402,7 @@ def run_inference(
 
     volume = _check_volume(volume)
     weigh = calibrate if reliability is None else bool(reliability)
-    flips = view_flips(_wedge_of(model, geometry), views)
+    flips = view_flips(wedge_of(model, geometry), views)
     from .coarse import COARSE_MAX_VOXELS
 
     if len(flips) > 1 and volume.size <= COARSE_MAX_VOXELS:
@@ -412,7 +413,7 @@ def run_inference(
         for event in average_views(one, volume, flips, out=out, std_out=std_out):
             if event.result is not None and weigh:
                 t0 = time.perf_counter()
-                weighed = _reliability_pass(model, volume, event.result.mean, geometry, _resolve_device(device),
+                weighed = reliability_pass(model, volume, event.result.mean, geometry, _resolve_device(device),
                                             amp, normalization)
                 seconds = event.seconds + time.perf_counter() - t0
                 result = replace(event.result, reliability=weighed, seconds=seconds)
@@ -530,10 +531,10 @@ def run_inference(
         yield InferenceEvent(done, total, state["k"] + 1, samples, elapsed, None, done=True, stopped=True,
                              message="inference stopped")
         return
-    gains = _calibration_pass(model, volume, mean, geometry, dev, amp, normalization) if calibrate else ()
-    factor = _coarse_pass(model, volume, mean, geometry, dev, amp, calibrate) if coarse else 1
-    fused = _fusion_pass(model, volume, mean, geometry) if fuse else False
-    weighed = _reliability_pass(model, volume, mean, geometry, dev, amp, normalization) if weigh else False
+    gains = calibration_pass(model, volume, mean, geometry, dev, amp, normalization) if calibrate else ()
+    factor = coarse_pass(model, volume, mean, geometry, dev, amp, calibrate) if coarse else 1
+    fused = fusion_pass(model, volume, mean, geometry) if fuse else False
+    weighed = reliability_pass(model, volume, mean, geometry, dev, amp, normalization) if weigh else False
     elapsed = time.perf_counter() - t0
     std = None
     if m2 is not None:
@@ -559,84 +560,6 @@ def run_inference(
     )
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(total))
-
-
-def _wedge_of(model: "TrainedModel", geometry: Any) -> Any:
-    """The volume's missing wedge: ``geometry``, else the model's (None when neither is known)."""
-    return geometry if geometry is not None else getattr(model, "geometry", None)
-
-
-def _coarse_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
-                 amp: bool, calibrate: bool) -> int:
-    """Merge the coarse prediction (its wedge gain calibrated on the binned volume with ``calibrate``)
-    into ``mean`` (in place); returns the binning (1: not run)."""
-    from ..training.sampling import volume_stats
-    from .coarse import coarse_factor, coarse_volume, merge_coarse
-
-    wedge = _wedge_of(model, geometry)
-    factor = coarse_factor(tuple(volume.shape), int(model.subtomo_size))
-    if wedge is None or factor < 2:
-        return 1
-    binned = coarse_volume(volume, factor)
-    # the binned volume holds the same signal with less noise: scaled by its own spread, as
-    # every training volume was; centred where the tiles were (the model's mean, or its own)
-    own_mean, own_std = volume_stats(binned)
-    norm = (own_mean if _per_volume(model) else float(model.normalization["mean"]), own_std)
-    pred = predict(model, binned, geometry=geometry, device=dev, amp=amp, normalization=norm,
-                   calibrate=calibrate, reliability=False).mean
-    merge_coarse(mean, pred, wedge)
-    return factor
-
-
-def _calibration_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
-                      amp: bool, normalization: tuple[float, float] | None) -> tuple[float, ...]:
-    """Scale ``mean``'s missing wedge by the gains measured on ``volume`` (in place); the gains, or ()."""
-    from .calibration import calibrate_wedge
-    from .coarse import COARSE_MAX_VOXELS
-
-    wedge = _wedge_of(model, geometry)
-    if wedge is None or volume.size > COARSE_MAX_VOXELS:
-        return ()
-    gains = calibrate_wedge(mean, volume, wedge,
-                            lambda v: predict(model, v, geometry=geometry, device=dev, amp=amp,
-                                              normalization=normalization).mean)
-    return tuple(round(float(g), 3) for g in gains)
-
-
-def _reliability_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any, dev: Any,
-                      amp: bool, normalization: tuple[float, float] | None) -> bool:
-    """Weight ``mean``'s missing wedge by the agreement of the recorrupted halves' fillings, measured
-    on ``volume``'s central crop (in place); False when skipped."""
-    from ..training.sampling import volume_stats
-    from .calibration import calibration_crop
-    from .coarse import COARSE_MAX_VOXELS
-    from .fusion import volume_noise
-    from .reliability import noisy_enough, recorrupted_halves, reliability_weights, weigh_wedge
-
-    wedge = _wedge_of(model, geometry)
-    if wedge is None or volume.size > COARSE_MAX_VOXELS:
-        return False
-    part = np.asarray(volume[calibration_crop(tuple(volume.shape))], dtype=np.float32)
-    noise, _ = volume_noise(part, wedge, cube=int(model.subtomo_size))
-    if not noisy_enough(part, noise.white_std):
-        return False
-    if normalization is None and _per_volume(model):  # both halves normalised as the volume was
-        normalization = volume_stats(volume)
-    first, second = (predict(model, half, geometry=geometry, device=dev, amp=amp, normalization=normalization).mean
-                     for half in recorrupted_halves(part, noise.white_std))
-    weigh_wedge(mean, wedge, reliability_weights(first, second, wedge), edge=min(part.shape))
-    return True
-
-
-def _fusion_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any) -> bool:
-    """Fuse ``mean``'s measured region with ``volume``'s (in place); False when skipped."""
-    from .fusion import FUSION_MAX_VOXELS, fuse_measured, volume_noise_power
-
-    wedge = _wedge_of(model, geometry)
-    if wedge is None or volume.size > FUSION_MAX_VOXELS:
-        return False
-    fuse_measured(mean, volume, wedge, volume_noise_power(volume, wedge, cube=int(model.subtomo_size)))
-    return True
 
 
 def predict(model: "TrainedModel", volume: np.ndarray, **kwargs: Any) -> InferenceResult:
