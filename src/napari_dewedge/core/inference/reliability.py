@@ -8,7 +8,7 @@ fill the wedge, are the ones the data show least. On the SNR 0.5 cell scene
 of ``benchmarks/versus.py`` the gains kept 30-45 % of the filling at 0.4
 cycles per voxel where it correlated 0.03 with the truth, and within a shell
 the filling correlates far better near the wedge's edges than in its middle
-(0.9 against 0.3 at a quarter cycle): one number per shell cannot say so.
+(0.9 against 0.2 at a quarter cycle): one number per shell cannot say so.
 
 The volume's noise can. Its two recorrupted halves ``y + n`` and ``y - n``,
 with ``n`` drawn like the volume's own white noise, have noises that do not
@@ -44,7 +44,16 @@ from scipy import ndimage
 from ..wedge import WedgeGeometry, wedge_depth, wedge_mask
 from .calibration import scale_missing, shell_index
 
-__all__ = ["DEPTH_BINS", "NOISE_FREE_RATIO", "SHELL_POOLING", "noisy_enough", "recorrupted_halves", "reliability_bins", "reliability_weights", "weigh_wedge"]
+__all__ = [
+    "DEPTH_BINS",
+    "NOISE_FREE_RATIO",
+    "SHELL_POOLING",
+    "noisy_enough",
+    "recorrupted_halves",
+    "reliability_bins",
+    "reliability_weights",
+    "weigh_wedge",
+]
 
 #: Bins of depth into the missing wedge (from its edges to its middle) per shell.
 DEPTH_BINS = 3
