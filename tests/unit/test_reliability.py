@@ -18,20 +18,15 @@ from napari_dewedge.core.inference.reliability import (
 from napari_dewedge.core.model import TrainedModel
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_depth, wedge_mask
 
+from .test_calibration import _smooth
 from .test_inference import SmallConv
 
 torch.set_num_threads(1)
 WEDGE = WedgeGeometry(-60, 60, "y")
 
 
-def _smooth(shape, seed, sigma=1.5):
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(np.random.default_rng(seed).normal(size=shape), sigma).astype(np.float32)
-
-
-def _wedge_part(volume, geometry=WEDGE):
-    return np.asarray(volume, np.float64) - apply_wedge(np.asarray(volume, np.float64), geometry)
+def _wedge_part(volume):
+    return np.asarray(volume, np.float64) - apply_wedge(np.asarray(volume, np.float64), WEDGE)
 
 
 @pytest.mark.parametrize("geometry", [WEDGE, WedgeGeometry(-48, 64, "y"), WedgeGeometry(-50, 40, "x")])
@@ -102,9 +97,9 @@ def test_weigh_wedge_scales_the_wedge_alone():
                                rtol=1e-4, atol=1e-3)
 
 
-def _model(training=None):
+def _model():
     return TrainedModel(generator=SmallConv(), network={}, geometry=WEDGE, normalization={"mean": 1.0, "std": 2.0},
-                        subtomo_size=16, training=training or {})
+                        subtomo_size=16, training={})
 
 
 def test_run_inference_weighs_only_the_wedge_and_says_so():
