@@ -36,8 +36,11 @@ error weigh them (:mod:`.fusion`): noise-free data come back exactly, noisy
 shells keep the prediction, and the missing wedge is left as predicted.
 With ``views=N > 1`` all of that runs on N mirror images of the volume that
 keep its missing wedge in place, and the results, flipped back, are averaged
-(:mod:`.views`). Last, with ``calibrate=True``, the filling of the finished
-result is weighted, per shell and depth into the wedge, by how well the
+(:mod:`.views`). With ``fuse=True`` (and ``second``, on by default) the
+whole application then runs again on the measured region of that result,
+whose own fusion with the data is kept everywhere but in the missing wedge's
+lowest frequencies (:mod:`.second`). Last, with ``calibrate=True``, the
+filling of the finished result is weighted, per shell and depth into the wedge, by how well the
 generator's fillings of the volume's two recorrupted halves (its noise
 added and subtracted) agree (:mod:`.reliability`).
 
@@ -47,7 +50,8 @@ Modules: :mod:`.tiles` (tile grid, blend weights, the tile plan),
 :mod:`.calibration` (the wedge gains),
 :mod:`.coarse` (binning and the merge of the coarse pass),
 :mod:`.fusion` (the measured-region fusion),
-:mod:`.views` (the mirror views) and
+:mod:`.views` (the mirror views),
+:mod:`.second` (the second pass's input and merge) and
 :mod:`.reliability` (the filling's weights from the recorrupted halves).
 """
 

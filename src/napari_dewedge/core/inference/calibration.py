@@ -51,6 +51,7 @@ __all__ = [
     "GAIN_CAP",
     "calibrate_wedge",
     "calibration_crop",
+    "frequency_radius",
     "scale_missing",
     "scale_wedge",
     "shell_gains",
@@ -72,10 +73,15 @@ def shell_index(shape: tuple[int, ...], edge: int | None = None) -> np.ndarray:
     """Shell of every rfftn coefficient: the radius in cycles per voxel in bins of ``2 / edge``
     (default ``min(shape)``: the same bins for every permutation of ``shape``)."""
     edge = min(shape) if edge is None else int(edge)
+    return np.rint(frequency_radius(shape) * (edge / 2.0)).astype(np.int32)
+
+
+def frequency_radius(shape: tuple[int, ...]) -> np.ndarray:
+    """The radius of every rfftn coefficient of a ``shape`` volume, in cycles per voxel."""
     fz = np.fft.fftfreq(shape[0])[:, None, None]
     fy = np.fft.fftfreq(shape[1])[None, :, None]
     fx = np.fft.rfftfreq(shape[2])[None, None, :]
-    return np.rint(np.sqrt(fz**2 + fy**2 + fx**2) * (edge / 2.0)).astype(np.int32)
+    return np.sqrt(fz**2 + fy**2 + fx**2)
 
 
 def calibration_crop(shape: tuple[int, ...], max_voxels: int = CALIBRATION_MAX_VOXELS) -> tuple[slice, ...]:

@@ -31,7 +31,14 @@ from ..wedge import WedgeGeometry, measured_fraction, wedge_mask
 from .calibration import shell_index
 from .coarse import COARSE_MAX_VOXELS
 
-__all__ = ["FUSION_MAX_VOXELS", "fuse_measured", "fusion_weights", "volume_noise", "volume_noise_power"]
+__all__ = [
+    "FUSION_MAX_VOXELS",
+    "fuse_measured",
+    "fusion_weights",
+    "measured_noise_power",
+    "volume_noise",
+    "volume_noise_power",
+]
 
 #: Volumes larger than this are left without the fusion (its FFTs hold the whole volume in memory,
 #: as the coarse pass's do).
@@ -63,10 +70,15 @@ def volume_noise(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, cubes:
 def volume_noise_power(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, cubes: int = 48,
                        seed: int = 0) -> float:
     """Noise variance per voxel inside the measured region of ``volume`` (its units squared):
-    the white part of :func:`volume_noise` plus the wedge-filtered part, whose power lies
-    wholly in the measured fraction of Fourier space."""
-    est, frac = volume_noise(volume, geometry, cube=cube, cubes=cubes, seed=seed)
-    return float(est.white_std**2 + est.wedge_std**2 / frac)
+    :func:`measured_noise_power` of :func:`volume_noise`."""
+    return measured_noise_power(*volume_noise(volume, geometry, cube=cube, cubes=cubes, seed=seed))
+
+
+def measured_noise_power(estimate: Any, measured: float) -> float:
+    """Noise variance per voxel inside the measured region from a :func:`volume_noise` estimate
+    and its measured fraction: the white part plus the wedge-filtered part, whose power lies
+    wholly in that fraction of Fourier space."""
+    return float(estimate.white_std**2 + estimate.wedge_std**2 / measured)
 
 
 def fusion_weights(residual_power: np.ndarray, shells: np.ndarray, measured: np.ndarray,

@@ -1,5 +1,6 @@
-"""The application's passes after the tiles: the wedge gain, the coarse pass, the fusion and the
-reliability weights, each on the whole prediction (:func:`.run.run_inference` runs them).
+"""The application's passes after the tiles: the wedge gain, the coarse pass, the fusion, the
+second pass's gate and the reliability weights, each on the whole prediction
+(:func:`.run.run_inference` runs them).
 
 Each takes the model, the volume and the tiles' prediction ``mean`` (changed in place) and
 says whether it ran; the generator is applied through :func:`.run.predict`.
@@ -14,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import TrainedModel
 
-__all__ = ["calibration_pass", "coarse_pass", "fusion_pass", "reliability_pass", "wedge_of"]
+__all__ = ["calibration_pass", "coarse_pass", "fusion_pass", "reliability_pass", "second_noise", "wedge_of"]
 
 
 def wedge_of(model: "TrainedModel", geometry: Any) -> Any:
@@ -96,3 +97,20 @@ def fusion_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geo
         return False
     fuse_measured(mean, volume, wedge, volume_noise_power(volume, wedge, cube=int(model.subtomo_size)))
     return True
+
+
+def second_noise(model: "TrainedModel", volume: np.ndarray, geometry: Any) -> float | None:
+    """The noise power the second pass (:mod:`.second`) fuses its result with ``volume`` by, or None
+    when the pass is skipped: no wedge, a volume too large to transform in memory, or one without
+    noise to speak of (the reliability weights' gate, on the central crop)."""
+    from .calibration import calibration_crop
+    from .fusion import FUSION_MAX_VOXELS, measured_noise_power, volume_noise
+    from .reliability import noisy_enough
+
+    wedge = wedge_of(model, geometry)
+    if wedge is None or volume.size > FUSION_MAX_VOXELS:
+        return None
+    estimate, measured = volume_noise(volume, wedge, cube=int(model.subtomo_size))
+    if not noisy_enough(volume[calibration_crop(tuple(volume.shape))], estimate.white_std):
+        return None
+    return measured_noise_power(estimate, measured)

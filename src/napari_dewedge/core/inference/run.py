@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, wedge_of
+from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, wedge_of
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
 from .views import average_views, view_flips
 
@@ -62,6 +62,7 @@ class InferenceResult:
     fused: bool = False
     wedge_gains: tuple[float, ...] = ()
     views: int = 1
+    second: bool = False
     reliability: bool = False
 
     def summary(self, tiles: int) -> str:
@@ -69,6 +70,7 @@ class InferenceResult:
         passes = "".join(text for text, ran in ((", wedge gain calibrated", bool(self.wedge_gains)),
                                                 (f", coarse pass at 1/{self.coarse_factor}", self.coarse_factor > 1),
                                                 (", fused with the data", self.fused),
+                                                (", second pass on its measured region", self.second),
                                                 (", wedge weighted by its halves' agreement", self.reliability),
                                                 (f", mean of {self.views} mirror views", self.views > 1)) if ran)
         return f"{tiles} tiles{passes} in {self.seconds:.1f} s on {self.device}"
@@ -84,6 +86,7 @@ class InferenceResult:
             "fused": self.fused,
             "wedge_gains": list(self.wedge_gains),
             "views": self.views,
+            "second_pass": self.second,
             "reliability": self.reliability,
             "device": self.device,
             "seconds": round(self.seconds, 3),
@@ -325,6 +328,7 @@ def run_inference(
     fuse: bool = False,
     views: int = 1,
     normalization: tuple[float, float] | None = None,
+    second: bool = True,
     reliability: bool | None = None,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
@@ -368,11 +372,18 @@ def run_inference(
         against the data they move into the wedge), and the coarse pass's
         likewise on the binned volume. Skipped for volumes too large to
         transform in memory.
+    second
+        Run the second pass (:mod:`.second`): the whole application again (tiles,
+        passes and views) on the finished result cut back to its measured
+        region, fused with the volume's data and taken everywhere but in the
+        missing wedge's lowest frequencies. Only with ``fuse``; skipped for
+        volumes without noise to speak of, too large to transform in memory,
+        or without a wedge.
     reliability
         Weight the finished filling of the missing wedge by how well the
         generator's fillings of the volume's two recorrupted halves agree, per
         shell and depth into the wedge (:mod:`.reliability`), once after the
-        views are averaged. Default: with ``calibrate``.
+        views are averaged and the second pass. Default: with ``calibrate``.
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
         the volume binned to about one subtomogram, its prediction taken for the
@@ -396,31 +407,85 @@ def run_inference(
     Yields one :class:`InferenceEvent` per batch; the last has ``done=True``
     and the :class:`InferenceResult`.
     """
+    volume = _check_volume(volume)
+    weigh = calibrate if reliability is None else bool(reliability)
+    apply = functools.partial(_application, model, geometry=geometry, tile=tile, overlap=overlap,
+                              batch_size=batch_size, device=device, stop=stop, amp=amp, calibrate=calibrate,
+                              coarse=coarse, views=views, normalization=normalization)
+    noise = second_noise(model, volume, geometry) if fuse and second else None
+    first = apply(volume, samples=samples, noise_scale=noise_scale, seed=seed, out=out, std_out=std_out, fuse=fuse)
+    if noise is None and not weigh:
+        yield from first
+        return
+    yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
+                         normalization=normalization, dev=_resolve_device(device))
+
+
+def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
+              noise: float | None, weigh: bool, *, geometry: Any, amp: bool, normalization: Any,
+              dev: Any) -> Iterator[InferenceEvent]:
+    """``first``'s events, then the second pass on its result (fused with ``volume`` by the noise
+    power ``noise``; none when None) and the reliability weights (with ``weigh``), one progress."""
+    from .fusion import fuse_measured
+    from .second import merge_second, second_input
+
+    t0 = time.perf_counter()
+    span = [0, 0]  # tile predictions before this application's, and in all
+
+    def relay(events: Iterator[InferenceEvent]):
+        """Yield ``events`` as progress of the whole; return the finished result (None: stopped)."""
+        for event in events:
+            if not span[1]:  # the second application predicts one sample's tiles
+                span[1] = event.total_tiles + (event.total_tiles // event.samples if noise is not None else 0)
+            if event.done and not event.stopped:
+                span[0] += event.total_tiles
+                return event.result
+            done, elapsed = span[0] + event.done_tiles, time.perf_counter() - t0
+            eta = elapsed / done * (span[1] - done) if done and not event.done else None
+            yield replace(event, done_tiles=done, total_tiles=span[1], seconds=elapsed, eta_s=eta)
+        return None
+
+    result = yield from relay(first)
+    if result is None:
+        return
+    tiles = span[0] // max(1, result.views)
+    wedge = wedge_of(model, geometry)
+    if noise is not None:
+        later = yield from relay(apply(second_input(result.mean, wedge), samples=1, noise_scale=None, seed=None,
+                                       fuse=False))
+        if later is None:
+            return
+        merge_second(result.mean, fuse_measured(later.mean, volume, wedge, noise), wedge)
+    weighed = reliability_pass(model, volume, result.mean, geometry, dev, amp, normalization) if weigh else False
+    elapsed = time.perf_counter() - t0
+    result = replace(result, second=noise is not None, reliability=weighed, seconds=elapsed)
+    yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, 0.0, done=True, result=result,
+                         message=result.summary(tiles))
+
+
+def _application(model: "TrainedModel", volume: np.ndarray, *, views: int, out: np.ndarray | None = None,
+                 std_out: np.ndarray | None = None, **kwargs: Any) -> Iterator[InferenceEvent]:
+    """The tiles and the passes on ``volume``, averaged over its mirror views (:mod:`.views`)."""
+    from .coarse import COARSE_MAX_VOXELS
+
+    flips = view_flips(wedge_of(model, kwargs.get("geometry")), views)
+    if len(flips) > 1 and volume.size <= COARSE_MAX_VOXELS:
+        yield from average_views(functools.partial(_single, model, **kwargs), volume, flips, out=out,
+                                 std_out=std_out)
+    else:
+        yield from _single(model, volume, out=out, std_out=std_out, **kwargs)
+
+
+def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: int | None, overlap: int | None,
+            batch_size: int | None, samples: int, noise_scale: float | None, device: Any,
+            stop: Callable[[], bool] | None, seed: int | None, amp: bool, calibrate: bool, coarse: bool,
+            fuse: bool, normalization: tuple[float, float] | None, out: np.ndarray | None = None,
+            std_out: np.ndarray | None = None) -> Iterator[InferenceEvent]:
+    """The tiles and the passes of one view (see :func:`run_inference`)."""
     import torch
 
     from ..device import autocast_context, release_device_memory
 
-    volume = _check_volume(volume)
-    weigh = calibrate if reliability is None else bool(reliability)
-    flips = view_flips(wedge_of(model, geometry), views)
-    from .coarse import COARSE_MAX_VOXELS
-
-    if len(flips) > 1 and volume.size <= COARSE_MAX_VOXELS:
-        one = functools.partial(run_inference, model, geometry=geometry, tile=tile, overlap=overlap,
-                                batch_size=batch_size, samples=samples, noise_scale=noise_scale, device=device,
-                                stop=stop, seed=seed, amp=amp, calibrate=calibrate, coarse=coarse, fuse=fuse,
-                                normalization=normalization, reliability=False)
-        for event in average_views(one, volume, flips, out=out, std_out=std_out):
-            if event.result is not None and weigh:
-                t0 = time.perf_counter()
-                weighed = reliability_pass(model, volume, event.result.mean, geometry, _resolve_device(device),
-                                            amp, normalization)
-                seconds = event.seconds + time.perf_counter() - t0
-                result = replace(event.result, reliability=weighed, seconds=seconds)
-                event = replace(event, result=result, seconds=seconds,
-                                message=result.summary(event.total_tiles // max(1, len(flips))))
-            yield event
-        return
     shape = tuple(int(s) for s in volume.shape)
     samples = int(samples)
     if samples < 1:
@@ -534,7 +599,6 @@ def run_inference(
     gains = calibration_pass(model, volume, mean, geometry, dev, amp, normalization) if calibrate else ()
     factor = coarse_pass(model, volume, mean, geometry, dev, amp, calibrate) if coarse else 1
     fused = fusion_pass(model, volume, mean, geometry) if fuse else False
-    weighed = reliability_pass(model, volume, mean, geometry, dev, amp, normalization) if weigh else False
     elapsed = time.perf_counter() - t0
     std = None
     if m2 is not None:
@@ -556,7 +620,6 @@ def run_inference(
         coarse_factor=factor,
         fused=fused,
         wedge_gains=gains,
-        reliability=weighed,
     )
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(total))
