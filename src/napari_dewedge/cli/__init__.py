@@ -221,6 +221,10 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
     g.add_argument("--no-fusion", dest="fuse", action="store_false",
                    help="keep the model's prediction in the measured region; by default it is fused with the "
                         "tomogram's own data, shell by shell as their noise allows")
+    g.add_argument("--no-second-pass", dest="second", action="store_false",
+                   help="skip the second pass, which applies the model again to the measured region of its "
+                        "fused result, fuses that with the data too and keeps it everywhere but in the missing "
+                        "wedge's lowest frequencies (with the fusion, on noisy tomograms; twice the time)")
     g.add_argument("--views", type=_positive_int, default=None, metavar="N",
                    help="average the whole application over N mirror views of the tomogram that keep its "
                         "missing wedge in place (default: 4, the views every wedge keeps; 1: off; 8 for a "
@@ -312,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, views=None,
+    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, second=True, views=None,
                    apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 

@@ -97,6 +97,9 @@ class ApplySpec:
     the agreement of the volume's recorrupted halves (:mod:`.inference.reliability`).
     ``fuse``: the measured region fused with the volume's own data
     (:mod:`.inference.fusion`), shell by shell as their noise allows.
+    ``second``: with ``fuse``, the second pass (:mod:`.inference.second`): the
+    application run again on the result's measured region, fused with the data
+    again, and taken everywhere but in the wedge's lowest frequencies.
     ``views``: the whole application run on this many mirror views of the volume
     that keep its wedge in place, and averaged (:mod:`.inference.views`; 1: off).
 
@@ -116,6 +119,7 @@ class ApplySpec:
     calibrate: bool = True
     coarse: bool = True
     fuse: bool = True
+    second: bool = True
     views: int = MIRROR_VIEWS
 
 
@@ -356,7 +360,7 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
                                geometry=spec.geometry, device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
                                batch_size=spec.batch_size, stop=lambda: control.stop_requested,
                                calibrate=spec.calibrate, coarse=spec.coarse, fuse=spec.fuse,
-                               views=spec.views):
+                               second=spec.second, views=spec.views):
         now = time.monotonic()
         if event.done or now - last >= interval_s:
             last = now
