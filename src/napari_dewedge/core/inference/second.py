@@ -64,13 +64,13 @@ def second_input(first: np.ndarray, geometry: WedgeGeometry) -> np.ndarray:
     return np.asarray(apply_wedge(first, geometry), dtype=np.float32)
 
 
-def _first_share(shape: tuple[int, ...], geometry: WedgeGeometry) -> np.ndarray:
+def _first_share(shape: tuple[int, ...], missing: np.ndarray) -> np.ndarray:
     """Per rfftn coefficient, how much of the result is the first pass's: the missing wedge's
-    share below :data:`SECOND_PASS_FROM`, ramped to 0 across :data:`SECOND_PASS_RAMP`."""
+    share ``missing`` below :data:`SECOND_PASS_FROM`, ramped to 0 across :data:`SECOND_PASS_RAMP`."""
     radius = frequency_radius(shape)
     t = np.clip((radius - (SECOND_PASS_FROM - SECOND_PASS_RAMP)) / (2.0 * SECOND_PASS_RAMP), 0.0, 1.0)
     below = 0.5 * (1.0 + np.cos(np.pi * t))
-    return ((1.0 - np.asarray(wedge_mask(shape, geometry), dtype=np.float32)) * below).astype(np.float32)
+    return (missing * below).astype(np.float32)
 
 
 def merge_second(first: np.ndarray, second: np.ndarray, geometry: WedgeGeometry) -> np.ndarray:
@@ -96,7 +96,7 @@ def merge_second(first: np.ndarray, second: np.ndarray, geometry: WedgeGeometry)
              for s in (earlier, spectrum)]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(power[1] > 0, np.sqrt(power[0] / power[1]), 0.0).astype(np.float32)
-    share = _first_share(shape, geometry)
+    share = _first_share(shape, missing)
     share = np.maximum(share, missing * (power[1] <= 0)[shells])  # a shell the second left empty: the first's
     spectrum *= 1.0 + missing * (ratio[shells] - 1.0)
     spectrum += share * (earlier - spectrum)
