@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_dewedge.core.phantoms import PAPER_SHAPES as SHAPES
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: CryoGEN, Table 1 (PSNR dB / SSIM), wedge +-60 degrees.
@@ -42,7 +44,6 @@ PAPER = {
     "sphere": {"corrupted": (21.12, 0.8113), "cryogen": (29.19, 0.9706)},
     "prism": {"corrupted": (14.82, 0.6931), "cryogen": (32.69, 0.9949)},
 }
-SHAPES = ("sphere", "prism", "rings")
 
 
 @dataclass
@@ -62,22 +63,6 @@ class Case:
     ssim_plain: float = float("nan")
     auc_plain: float = float("nan")
     volumes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-
-def _shapes(quick: bool, orientations: int, seed: int) -> dict[str, list[np.ndarray]]:
-    from napari_dewedge.core.phantoms import hollow_sphere, prism_orientations, stacked_rings, triangular_prism
-
-    turns = prism_orientations(orientations, seed)
-    ring_turns = prism_orientations(orientations, seed + 1)
-    if quick:
-        sphere = hollow_sphere(64, 32, 3)
-        prisms = [triangular_prism(48, 10, r, side=28) for r in turns]
-        rings = [stacked_rings(48, 3, 12.0, 2.0, 5.0, r) for r in ring_turns]
-    else:
-        sphere = hollow_sphere(140, 70, 4)
-        prisms = [triangular_prism(96, 20, r) for r in turns]
-        rings = [stacked_rings(96, 4, 24.0, 3.0, 9.0, r) for r in ring_turns]
-    return {"sphere": [sphere], "prism": prisms, "rings": rings}
 
 
 #: The step count given with a time budget: the budget ends the run first.
@@ -228,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_dewedge.core.device import configure_cpu_threads, resolve_device
+    from napari_dewedge.core.phantoms import paper_shapes
     from napari_dewedge.core.wedge import WedgeGeometry
     from napari_dewedge.figures import save_comparison_figure
 
@@ -239,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     geometry = WedgeGeometry(-60, 60, "y")
     orientations = args.orientations if args.orientations is not None else (2 if args.quick_check else 10)
-    shapes = _shapes(args.quick_check, orientations, args.seed)
+    shapes = {shape: paper_shapes(shape, orientations, args.seed, small=args.quick_check) for shape in args.shapes}
     print(f"device: {device} ({device_name}); preset {args.preset}; wedge {geometry}; "
           f"{'quick check' if args.quick_check else 'paper sizes'}", file=sys.stderr)
 

@@ -34,10 +34,16 @@ project's networks and training loop, so that only the objective differs):
 Scenes: cell-like phantoms (``core/phantoms.cell``: a double membrane,
 filaments, dense particles) at SNR 1 with a ±60° wedge and at SNR 0.5 with
 −48..+64°; halves are two independent noise draws of twice the variance, so
-that their mean has the scene's SNR.
+that their mean has the scene's SNR. With ``--scenes sphere prism``, the
+CryoGEN paper's shapes (``core/phantoms.paper_shapes``: a hollow sphere in
+140^3, a triangular prism in 96^3 in 10 random orientations), a ±60° wedge
+and no noise, as in the paper: every method trains one model on the prism's
+10 orientations together, is applied to each, and its row is the mean over
+them. Without noise both halves are the volume itself.
 
     python benchmarks/versus.py --quick                 # 48^3, 40 s a method: a few minutes
     python benchmarks/versus.py --budget 300            # 96^3, 5 minutes a method (the issue's budget)
+    python benchmarks/versus.py --scenes sphere prism   # the paper's shapes, 5 minutes a method
 """
 
 from __future__ import annotations
@@ -56,7 +62,23 @@ METHODS = ("input", "low-pass", "isonet-style", "ddw-style", "ours", "ours-halve
 SCENES = {
     "cell-snr1-sym": dict(snr=1.0, tilt=(-60.0, 60.0), seed=11),
     "cell-snr0.5-asym": dict(snr=0.5, tilt=(-48.0, 64.0), seed=12),
+    # the paper's protocol (sec. 5.1, app. A.7): its sizes, a +-60 degree wedge, no noise
+    "sphere": dict(shape="sphere", tilt=(-60.0, 60.0)),
+    "prism": dict(shape="prism", tilt=(-60.0, 60.0)),
 }
+CELL_SCENES = tuple(name for name, spec in SCENES.items() if "shape" not in spec)
+
+
+@dataclass
+class Scene:
+    """The truths of a scene and their corrupted volumes: one for a cell, one per orientation for a shape (trained
+    together, each applied and scored)."""
+
+    truths: list[np.ndarray]
+    full: list[np.ndarray]
+    even: list[np.ndarray]
+    odd: list[np.ndarray]
+    geometry: object
 
 
 @dataclass
@@ -71,17 +93,24 @@ class Row:
     steps: int | str | None = None  # "done of planned" when the budget cut the schedule
 
 
-def make_scene(name: str, size: int):
-    from napari_dewedge.core.phantoms import cell, corrupt
+def make_scene(name: str, size: int, small: bool = False, orientations: int = 10) -> Scene:
+    """A cell scene of ``size``^3 (halves: two noise draws of twice the variance, the full volume their mean), or
+    one of the paper's shapes at its sizes (``small``: about half) with no noise, so that both halves are the
+    volume itself."""
+    from napari_dewedge.core.phantoms import cell, corrupt, paper_shapes
     from napari_dewedge.core.wedge import WedgeGeometry
 
     spec = SCENES[name]
     geometry = WedgeGeometry(*spec["tilt"], "y")
+    if "shape" in spec:
+        truths = paper_shapes(spec["shape"], orientations, small=small)
+        full = [corrupt(t, geometry, snr=None).astype(np.float32) for t in truths]
+        return Scene(truths, full, full, full, geometry)
     truth = cell(size, seed=spec["seed"])
     even = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=spec["seed"] * 10 + 1)
     odd = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=spec["seed"] * 10 + 2)
     full = ((even.astype(np.float64) + odd) / 2).astype(np.float32)
-    return truth, full, even, odd, geometry
+    return Scene([truth], [full], [even], [odd], geometry)
 
 
 def low_pass_oracle(observed: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, float]:
@@ -132,9 +161,9 @@ def _config(method: str, device, seed: int, steps: int | None, budget_s: float |
     return TrainingConfig.preset("quick", **overrides)
 
 
-def trained(method: str, full, even, odd, geometry, budget_s: float, device, seed: int, steps: int | None):
-    """Train for the budget and apply; returns (volume, seconds, steps done: "done of planned" if cut,
-    volume of the tiles alone or None).
+def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps: int | None):
+    """Train for the budget on every volume of the scene together and apply to each; returns (volumes, seconds:
+    the training and every application, steps done: "done of planned" if cut, volumes of the tiles alone or None).
 
     The baselines are applied as their papers do, tile by tile; ours with the
     wedge-gain calibration, the coarse pass, the fusion and the mirror views, and once more without
@@ -147,35 +176,39 @@ def trained(method: str, full, even, odd, geometry, budget_s: float, device, see
     from napari_dewedge.core.dataset import TomogramData
 
     halves = method in ("ddw-style", "ours-halves")
-    data = TomogramData(full, geometry, method, even=even if halves else None, odd=odd if halves else None)
+    data = [TomogramData(full, scene.geometry, f"{method} {i + 1}", even=even if halves else None,
+                         odd=odd if halves else None)
+            for i, (full, even, odd) in enumerate(zip(scene.full, scene.even, scene.odd))]
     control = pipeline.JobControl()
     # on a time budget the trainer ends the run; the guard stops only a runaway (setup, previews)
     timer = threading.Timer(budget_s if steps is not None else 1.5 * budget_s + 60, control.request_stop)
     t0 = time.perf_counter()
     timer.start()
     try:
-        spec = pipeline.TrainSpec(geometry, _config(method, device, seed, steps, budget_s))
+        spec = pipeline.TrainSpec(scene.geometry, _config(method, device, seed, steps, budget_s))
         outcome = pipeline.run_job(pipeline.train(data, spec, control))
     finally:
         timer.cancel()
     model = outcome.model
     ours = method.startswith("ours")
     passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours, **({} if ours else {"views": 1}))
-    result = pipeline.run_job(pipeline.apply(model, full, passes)).result
+    results = [pipeline.run_job(pipeline.apply(model, full, passes)).result.mean for full in scene.full]
     seconds = time.perf_counter() - t0
     tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, views=1)
-    plain = (pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean
+    plain = ([pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean for full in scene.full]
              if ours else None)
     done = model.steps_done
     cut = model.training.get("stopped", False)
-    return result.mean, seconds, (f"{done} of {steps or 'the budget'}" if cut else done), plain
+    return results, seconds, (f"{done} of {steps or 'the budget'}" if cut else done), plain
 
 
-def score(scene: str, method: str, volume, truth, geometry, seconds: float, steps=None) -> Row:
+def score(scene: str, method: str, volumes, truths, geometry, seconds: float, steps=None) -> Row:
+    """The metrics of each volume against its truth, averaged over the scene's volumes."""
     from napari_dewedge.core.metrics import measured_fsc_auc, missing_wedge_fsc_auc, psnr, ssim
 
-    return Row(scene, method, psnr(volume, truth), ssim(volume, truth), missing_wedge_fsc_auc(volume, truth, geometry),
-               measured_fsc_auc(volume, truth, geometry), seconds, steps)
+    each = [(psnr(v, t), ssim(v, t), missing_wedge_fsc_auc(v, t, geometry), measured_fsc_auc(v, t, geometry))
+            for v, t in zip(volumes, truths)]
+    return Row(scene, method, *(float(np.mean(column)) for column in zip(*each)), seconds, steps)
 
 
 def table(rows: list[Row]) -> str:
@@ -193,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="scene edge in voxels (default 96; 48 with --quick)")
     parser.add_argument("--budget", type=float, default=None, help="seconds of training a method (default 300)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the quick preset's)")
-    parser.add_argument("--scenes", nargs="+", choices=tuple(SCENES), default=tuple(SCENES))
+    parser.add_argument("--scenes", nargs="+", choices=tuple(SCENES), default=CELL_SCENES,
+                        help="default: the cell scenes; sphere and prism are the paper's shapes at its sizes")
+    parser.add_argument("--orientations", type=int, default=None,
+                        help="orientations of the prism, trained together (default 10; 2 with --quick)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -218,37 +254,43 @@ def main(argv: list[str] | None = None) -> int:
     # with --steps every trained method runs that many steps (the budget only stops a runaway)
     each = f"{args.steps} steps" if args.steps else f"{budget:.0f} s"
     rows: list[Row] = []
-    for scene in args.scenes:
-        truth, full, even, odd, geometry = make_scene(scene, size)
-        volumes = {"truth": truth}
+    sizes = []
+    for name in args.scenes:
+        scene = make_scene(name, size, small=args.quick, orientations=args.orientations or (2 if args.quick else 10))
+        label = name if len(scene.truths) == 1 else f"{name} (mean of {len(scene.truths)})"
+        count = "" if len(scene.truths) == 1 else f" x{len(scene.truths)} trained together"
+        noise = "no noise" if "shape" in SCENES[name] else f"SNR {SCENES[name]['snr']:g}"
+        sizes.append(f"{name} {scene.truths[0].shape[0]}^3{count} ({noise}, wedge {scene.geometry})")
+        volumes = {}
         for method in args.methods:
-            print(f"[{scene}] {method} ...", file=sys.stderr, flush=True)
+            print(f"[{name}] {method} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             steps = plain = seconds = None
             if method == "input":
-                volume = full
+                results = scene.full
             elif method == "low-pass":
-                volume, sigma = low_pass_oracle(full, truth)
-                method = f"low-pass (sigma {sigma:g})"
+                results, sigmas = zip(*(low_pass_oracle(f, t) for f, t in zip(scene.full, scene.truths)))
+                method = f"low-pass (sigma {'-'.join(f'{s:g}' for s in sorted(set(sigmas)))})"
             else:
-                volume, seconds, steps, plain = trained(method, full, even, odd, geometry, budget, device, args.seed,
-                                                        args.steps)
+                results, seconds, steps, plain = trained(method, scene, budget, device, args.seed, args.steps)
             if seconds is None:
                 seconds = time.perf_counter() - t0
-            row = score(scene, method, volume, truth, geometry, seconds, steps)
-            extra = [] if plain is None else [score(scene, f"{method}, tiles alone", plain, truth, geometry, seconds,
-                                                    steps)]
+            row = score(label, method, results, scene.truths, scene.geometry, seconds, steps)
+            extra = [] if plain is None else [score(label, f"{method}, tiles alone", plain, scene.truths,
+                                                    scene.geometry, seconds, steps)]
             for r in (row, *extra):
                 print(f"  {table([r]).splitlines()[-1]}", file=sys.stderr, flush=True)
             rows += [row, *extra]
-            volumes[method] = volume
+            volumes[method] = results[0]
         args.out.mkdir(parents=True, exist_ok=True)
-        save_comparison_figure(args.out / f"versus_{scene}{suffix}.png",
-                               {k: v for k, v in volumes.items() if k != "truth"} | {"truth": truth},
-                               geometry=geometry, title=f"{scene}: every method, {each} each, {device_name}")
-    md = (f"# Restoration side by side\n\nScenes {size}^3; training {each} a method (stop at {budget:.0f} s); device "
-          f"{device_name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}"
-          + (f"; ours with {', '.join(args.settings)}" if args.settings else "") + ".\n\n" + table(rows) + "\n")
+        first = "" if len(scene.truths) == 1 else f" (orientation 1 of {len(scene.truths)})"
+        save_comparison_figure(args.out / f"versus_{name}{suffix}.png", volumes | {"truth": scene.truths[0]},
+                               geometry=scene.geometry,
+                               title=f"{name}{first}: every method, {each} each, {device_name}")
+    md = (f"# Restoration side by side\n\nScenes: {'; '.join(sizes)}.\n\n"
+          f"Training {each} a method (stop at {budget:.0f} s); device {device_name}; torch {torch.__version__}; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}" + (f"; ours with {', '.join(args.settings)}" if args.settings else "")
+          + ". Time: the training and the application to every volume of the scene.\n\n" + table(rows) + "\n")
     path = args.out / f"versus{suffix}.md"
     with atomic_output(path, "w", encoding="utf-8") as fh:
         fh.write(md)

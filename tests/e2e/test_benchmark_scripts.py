@@ -59,6 +59,22 @@ def test_versus_trains_every_method_on_the_time_budget(tmp_path):
     assert steps.isdigit() and int(steps) > 0  # ended by its time budget, not cut by the guard
 
 
+def test_versus_trains_the_prism_orientations_together(tmp_path):
+    versus = _script("versus")
+    scene = versus.make_scene("prism", 0, small=True, orientations=2)
+    assert len(scene.truths) == 2 and scene.full[0].shape == (48,) * 3
+    assert scene.even is scene.full and scene.odd is scene.full  # no noise: both halves are the volume
+    args = ["--quick", "--steps", "1", "--scenes", "prism", "--orientations", "2", "--methods", "input", "ddw-style",
+            "--device", "cpu", "--name", "shapes", "--out", str(tmp_path)]
+    assert versus.main(args) == 0
+    text = (tmp_path / "versus_shapes.md").read_text(encoding="utf-8")
+    assert "prism 48^3 x2 trained together (no noise" in text
+    input_row = next(line for line in text.splitlines() if line.startswith("| prism (mean of 2) | input |"))
+    assert "| 1.000 |" in input_row  # the measured region is the truth's where nothing was added
+    assert "| prism (mean of 2) | ddw-style |" in text
+    assert (tmp_path / "versus_prism_shapes.png").is_file()
+
+
 def test_real_tomograms_draws_before_and_after(tmp_path):
     from napari_dewedge.core.phantoms import cell, corrupt
     from napari_dewedge.core.wedge import WedgeGeometry

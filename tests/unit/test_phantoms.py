@@ -12,6 +12,7 @@ from napari_dewedge.core.phantoms import (
     cell,
     corrupt,
     hollow_sphere,
+    paper_shapes,
     prism_orientations,
     random_rotation_matrix,
     rings,
@@ -170,6 +171,19 @@ def test_rings_and_cell():
         rings(16, major_radius=8)
     with pytest.raises(ValueError, match="size >= 32"):
         cell(16)
+
+
+def test_paper_shapes_are_the_protocols_volumes():
+    (sphere,) = paper_shapes("sphere")
+    np.testing.assert_array_equal(sphere, hollow_sphere(140, 70, 4))
+    prisms = paper_shapes("prism", orientations=3, seed=5)
+    assert len(prisms) == 3 and all(p.shape == (96,) * 3 for p in prisms)
+    np.testing.assert_array_equal(prisms[2], triangular_prism(96, 20, prism_orientations(3, 5)[2]))
+    assert not np.array_equal(prisms[0], prisms[1])  # each its own orientation
+    small = paper_shapes("rings", orientations=2, small=True)
+    assert [r.shape for r in small] == [(48,) * 3] * 2 and all(r.max() == 1 for r in small)
+    with pytest.raises(ValueError, match="unknown shape 'cube'"):
+        paper_shapes("cube")
 
 
 # --------------------------------------------------------------------------- corruption

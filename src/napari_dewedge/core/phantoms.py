@@ -44,6 +44,7 @@ __all__ = [
     "random_rotation_matrix",
     "rings",
     "stacked_rings",
+    "paper_shapes",
     "cell",
     "corrupt",
     "noise_sigma",
@@ -307,6 +308,32 @@ def stacked_rings(
         dist = np.sqrt((in_plane - np.float32(radius)) ** 2 + height * height)
         np.maximum(vol, _inside(dist - np.float32(tube), antialias), out=vol)
     return vol.astype(dt, copy=False)
+
+
+#: The shapes of :func:`paper_shapes`, in the paper's order.
+PAPER_SHAPES = ("sphere", "prism", "rings")
+
+
+def paper_shapes(shape: str, orientations: int = 10, seed: int = 0, *, small: bool = False) -> list[np.ndarray]:
+    """The clean volumes of one of CryoGEN's simple-shape experiments, at the paper's sizes.
+
+    ``"sphere"``: one hollow sphere (140^3, outer diameter 70, shell 4);
+    ``"prism"``: the triangular prism (96^3, 20 thick) in ``orientations``
+    random orientations (:func:`prism_orientations` of ``seed``);
+    ``"rings"``: Vipp1-like stacked rings (96^3, 4 rings) in as many random
+    rotations (of ``seed + 1``). ``small=True`` gives the same shapes at
+    about half the size (sphere 64^3, prism and rings 48^3), for quick checks.
+    """
+    if shape == "sphere":
+        return [hollow_sphere(64, 32, 3) if small else hollow_sphere(140, 70, 4)]
+    if shape == "prism":
+        turns = prism_orientations(orientations, seed)
+        return [triangular_prism(48, 10, r, side=28) if small else triangular_prism(96, 20, r) for r in turns]
+    if shape == "rings":
+        turns = prism_orientations(orientations, seed + 1)
+        return [stacked_rings(48, 3, 12.0, 2.0, 5.0, r) if small else stacked_rings(96, 4, 24.0, 3.0, 9.0, r)
+                for r in turns]
+    raise ValueError(f"unknown shape {shape!r}: expected one of {', '.join(PAPER_SHAPES)}")
 
 
 def _paint_ball(vol: np.ndarray, centre: np.ndarray, radius: float, value: float, antialias: bool) -> None:
