@@ -34,6 +34,8 @@ def test_versus_screens_a_setting_and_writes_its_table(tmp_path):
     assert versus.OURS_OVERRIDES == {"energy_weight": 0.0}
     assert versus._config("ours", "cpu", 0, 2).energy_weight == 0.0
     assert versus._config("isonet-style", "cpu", 0, 2).fidelity_weight == 0.0  # baselines keep their own
+    assert versus._config("ours-standard", "cpu", 0, 2).subtomo_size == 64  # the GPU preset's
+    assert versus._config("ours", "cpu", 0, 2).subtomo_size == 32
 
 
 def test_versus_says_when_the_budget_cut_a_schedule(tmp_path):

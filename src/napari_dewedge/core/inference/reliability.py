@@ -41,6 +41,7 @@ import numpy as np
 from scipy import fft as _fft
 from scipy import ndimage
 
+from ..training.noise import NOISE_FREE_RATIO
 from ..wedge import WedgeGeometry, wedge_depth, wedge_mask
 from .calibration import scale_missing, shell_index
 
@@ -58,11 +59,10 @@ __all__ = [
 #: Bins of depth into the missing wedge (from its edges to its middle) per shell.
 DEPTH_BINS = 3
 
-#: A volume whose variance exceeds its white noise's this many times is taken as noise-free and
-#: not weighted: there the estimate is the estimator's floor, and the halves measure how the
-#: generator answers noise it never saw (on the paper's noise-free sphere they disagreed past a
-#: third of a cycle per voxel where its filling was right: -0.3 dB, -0.08 wedge FSC-AUC).
-NOISE_FREE_RATIO = 50.0
+# A volume whose variance exceeds its white noise's NOISE_FREE_RATIO times is taken as noise-free
+# and not weighted: there the estimate is the estimator's floor, and the halves measure how the
+# generator answers noise it never saw (on the paper's noise-free sphere they disagreed past a
+# third of a cycle per voxel where its filling was right: -0.3 dB, -0.08 wedge FSC-AUC).
 
 #: The sums of a bin are pooled with its neighbours' in shell (a Gaussian of this many shells):
 #: alone, chance correlations of single shells drew narrow dark rings in the Fourier slices.

@@ -274,7 +274,9 @@ class TrainingConfig:
         "Weight of the energy term in the generator's loss (0: the energy network is neither run nor trained).",
         "Energy weight", minimum=0.0))
     fidelity_weight: float = field(default=1.0, metadata=_meta(
-        "Weight of the data-fidelity term in the generator's loss.", "Fidelity weight", minimum=0.0))
+        "Weight of the data-fidelity term in the generator's loss (with the recorrupted target, 0 on a "
+        "tomogram with no noise to speak of unless the fidelity noise level is given).",
+        "Fidelity weight", minimum=0.0))
     fidelity_target: str = field(default="recorrupted", metadata=_meta(
         "What the generator's input and the data-fidelity term see on a single tomogram: the observation "
         "with extra noise in and the observation as target (observation), or the observation plus a "

@@ -244,6 +244,8 @@ class Trainer:
         total = cfg.steps
         self._prepare()
         notes = list(self._notes) + [f"{self._noise}", f"subtomograms {self.subtomo_size}^3 on {self.device}"]
+        if cfg.fidelity_weight > 0 and self._noise_model["fidelity_weight"] == 0:
+            notes.insert(-1, "no noise to speak of: the consistency term alone")
         if self._step:
             notes.insert(0, f"resumed at step {self._step}")
         if self._step >= total or self._time_spent():
@@ -383,6 +385,7 @@ class Trainer:
                 sigma_n_used=resolved["sigma_n"],
                 noise_scale_used=resolved["noise_scale"],
                 synthetic_noise={"white_std": resolved["white_std"], "wedge_std": resolved["wedge_std"]},
+                fidelity_weight_used=resolved["fidelity_weight"],
             )
         return record
 
@@ -554,9 +557,8 @@ class Trainer:
             with self._amp():
                 out = g(inp)
             consistency = cons_term = L.consistency_loss(out.float(), target, inverses)
-        loss = L.generator_loss(
-            energy, fidelity, cons_term, energy_weight=cfg.energy_weight, fidelity_weight=cfg.fidelity_weight, lam=lam
-        )
+        loss = L.generator_loss(energy, fidelity, cons_term, energy_weight=cfg.energy_weight,
+                                fidelity_weight=self._noise_model["fidelity_weight"], lam=lam)
         self._opt_g.zero_grad(set_to_none=True)
         self._scaler_g.scale(loss).backward()
         self._scaler_g.step(self._opt_g)
