@@ -29,7 +29,9 @@ project's networks and training loop, so that only the objective differs):
   (``core/inference/fusion.py``), averaged over four mirror views
   (``core/inference/views.py``); the same model without them (one view) is
   scored as ``ours, tiles alone`` (no extra training);
-- ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity).
+- ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity);
+- ``ours-standard``, ``ours-thorough``: ours with the GPU presets (larger
+  subtomograms and network), run by default when CUDA is there.
 
 Scenes: cell-like phantoms (``core/phantoms.cell``: a double membrane,
 filaments, dense particles) at SNR 1 with a ±60° wedge and at SNR 0.5 with
@@ -58,7 +60,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("input", "low-pass", "isonet-style", "ddw-style", "ours", "ours-halves")
+METHODS = ("input", "low-pass", "isonet-style", "ddw-style", "ours", "ours-halves", "ours-standard", "ours-thorough")
+#: The methods run by default; on a GPU, ours with the GPU presets too.
+DEFAULT_METHODS = METHODS[:6]
+GPU_METHODS = METHODS
 SCENES = {
     "cell-snr1-sym": dict(snr=1.0, tilt=(-60.0, 60.0), seed=11),
     "cell-snr0.5-asym": dict(snr=0.5, tilt=(-48.0, 64.0), seed=12),
@@ -147,7 +152,8 @@ def _parse_setting(text: str) -> tuple[str, object]:
 
 
 def _config(method: str, device, seed: int, steps: int | None, budget_s: float | None = None):
-    """The quick preset with this method's settings; ``steps``, or a time budget with ``budget_s``."""
+    """The quick preset (ours-standard and ours-thorough: theirs) with this method's settings; ``steps``, or a
+    time budget with ``budget_s``."""
     from napari_dewedge.core.training import TrainingConfig
 
     overrides = {"device": str(device), "seed": seed}
@@ -158,7 +164,8 @@ def _config(method: str, device, seed: int, steps: int | None, budget_s: float |
     elif budget_s is not None:
         overrides.update(steps=_BUDGET_STEPS, time_budget_s=max(1, int(round(budget_s))))
     overrides.update(BASELINES.get(method, {}))
-    return TrainingConfig.preset("quick", **overrides)
+    preset = method.removeprefix("ours-") if method in ("ours-standard", "ours-thorough") else "quick"
+    return TrainingConfig.preset(preset, **overrides)
 
 
 def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps: int | None):
@@ -230,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the cell scenes; sphere and prism are the paper's shapes at its sizes")
     parser.add_argument("--orientations", type=int, default=None,
                         help="orientations of the prism, trained together (default 10; 2 with --quick)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                        help="default: all but ours-standard and ours-thorough, which join on a GPU")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
@@ -251,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     device_name = device_label(device)
+    methods = args.methods or (GPU_METHODS if device.type == "cuda" else DEFAULT_METHODS)
     # with --steps every trained method runs that many steps (the budget only stops a runaway)
     each = f"{args.steps} steps" if args.steps else f"{budget:.0f} s"
     rows: list[Row] = []
@@ -262,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         noise = "no noise" if "shape" in SCENES[name] else f"SNR {SCENES[name]['snr']:g}"
         sizes.append(f"{name} {scene.truths[0].shape[0]}^3{count} ({noise}, wedge {scene.geometry})")
         volumes = {}
-        for method in args.methods:
+        for method in methods:
             print(f"[{name}] {method} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             steps = plain = seconds = None
