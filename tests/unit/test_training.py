@@ -171,17 +171,19 @@ def test_clean_data_get_the_floor_of_sigma_n() -> None:
 
 def test_the_recorrupted_fidelity_is_dropped_on_noise_free_data_only(tomogram: np.ndarray) -> None:
     cfg = tiny(fidelity_weight=0.7)
-    assert resolve_noise(cfg, NoiseEstimate(0.05, 0.2))["fidelity_weight"] == 0.0  # white below the gate
+    assert resolve_noise(cfg, NoiseEstimate(0.05, 0.05))["fidelity_weight"] == 0.0  # below the gate
     assert resolve_noise(cfg, NoiseEstimate(0.2, 0.0))["fidelity_weight"] == 0.7
+    assert resolve_noise(cfg, NoiseEstimate(0.05, 0.2))["fidelity_weight"] == 0.7  # wedge-filtered noise counts
     assert resolve_noise(tiny(fidelity_weight=0.7, sigma_n=0.3), NoiseEstimate(0.05, 0.0))["fidelity_weight"] == 0.7
     observation = tiny(fidelity_weight=0.7, fidelity_target="observation")  # CryoGEN's own term stays
     assert resolve_noise(observation, NoiseEstimate(0.05, 0.0))["fidelity_weight"] == 0.7
-    assert noise_free(NoiseEstimate(0.14, 0.0)) and not noise_free(NoiseEstimate(0.15, 0.0))
+    assert noise_free(NoiseEstimate(0.09, 0.1)) and not noise_free(NoiseEstimate(0.1, 0.11))
     trainer = Trainer(tomogram, GEOMETRY, tiny(steps=1))  # SNR 2: noisy
     list(trainer.run())
     assert trainer.model.training["fidelity_weight_used"] == 1.0
-    # a clean sphere, crops of the preset's size (smaller ones leak more of its edges into the wedge)
-    clean = phantoms.corrupt(phantoms.hollow_sphere(64, outer_diameter=32, shell=3), GEOMETRY, snr=None, seed=0)
+    # a clean sphere well inside its box, crops of the preset's size (smaller boxes and crops leak more of
+    # its edges into the wedge, which the estimate takes for noise)
+    clean = phantoms.corrupt(phantoms.hollow_sphere(96, outer_diameter=40, shell=3), GEOMETRY, snr=None, seed=0)
     trainer = Trainer(clean, GEOMETRY, tiny(steps=1, subtomo_size=32))
     events = list(trainer.run())
     assert noise_free(trainer.noise) and trainer.model.training["fidelity_weight_used"] == 0.0
