@@ -48,8 +48,9 @@ def test_merge_keeps_the_first_filling_below_the_crossover_and_the_second_elsewh
     assert np.abs(merged - f2)[measured].max() < 1e-4 * scale  # the second pass's measured region
     # above the crossover, the second pass's filling at the first's power, shell by shell
     shells = np.broadcast_to(shell_index(SHAPE), f1.shape)
+    empty = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) == 0
     for shell in np.unique(shells[wedge & high & (shells < 16)]):
-        inside = wedge & high & (shells == shell) & (np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) == 0)
+        inside = wedge & high & (shells == shell) & empty
         gain = merged[inside] / f2[inside]
         assert np.allclose(gain, gain.real.mean(), rtol=1e-3, atol=1e-3 * abs(gain.real.mean()))  # one factor
         assert 1.5 < gain.real.mean() < 8  # the fainter second lifted toward the first's power

@@ -177,7 +177,7 @@ def test_the_recorrupted_fidelity_is_dropped_on_noise_free_data_only(tomogram: n
     assert resolve_noise(tiny(fidelity_weight=0.7, sigma_n=0.3), NoiseEstimate(0.05, 0.0))["fidelity_weight"] == 0.7
     observation = tiny(fidelity_weight=0.7, fidelity_target="observation")  # CryoGEN's own term stays
     assert resolve_noise(observation, NoiseEstimate(0.05, 0.0))["fidelity_weight"] == 0.7
-    assert noise_free(NoiseEstimate(0.09, 0.1)) and not noise_free(NoiseEstimate(0.1, 0.11))
+    assert noise_free(NoiseEstimate(0.09, 0.1).total_std) and not noise_free(NoiseEstimate(0.1, 0.11).total_std)
     trainer = Trainer(tomogram, GEOMETRY, tiny(steps=1))  # SNR 2: noisy
     list(trainer.run())
     assert trainer.model.training["fidelity_weight_used"] == 1.0
@@ -186,7 +186,7 @@ def test_the_recorrupted_fidelity_is_dropped_on_noise_free_data_only(tomogram: n
     clean = phantoms.corrupt(phantoms.hollow_sphere(96, outer_diameter=40, shell=3), GEOMETRY, snr=None, seed=0)
     trainer = Trainer(clean, GEOMETRY, tiny(steps=1, subtomo_size=32))
     events = list(trainer.run())
-    assert noise_free(trainer.noise) and trainer.model.training["fidelity_weight_used"] == 0.0
+    assert noise_free(trainer.noise.total_std) and trainer.model.training["fidelity_weight_used"] == 0.0
     assert any("consistency term alone" in e.message for e in events if e.step == 0 and e.message)
 
 

@@ -41,13 +41,12 @@ import numpy as np
 from scipy import fft as _fft
 from scipy import ndimage
 
-from ..training.noise import NOISE_FREE_RATIO
+from ..training.noise import noise_free
 from ..wedge import WedgeGeometry, wedge_depth, wedge_mask
 from .calibration import scale_missing, shell_index
 
 __all__ = [
     "DEPTH_BINS",
-    "NOISE_FREE_RATIO",
     "SHELL_POOLING",
     "noisy_enough",
     "recorrupted_halves",
@@ -59,21 +58,20 @@ __all__ = [
 #: Bins of depth into the missing wedge (from its edges to its middle) per shell.
 DEPTH_BINS = 3
 
-# A volume whose variance exceeds its white noise's NOISE_FREE_RATIO times is taken as noise-free
-# and not weighted: there the estimate is the estimator's floor, and the halves measure how the
-# generator answers noise it never saw (on the paper's noise-free sphere they disagreed past a
-# third of a cycle per voxel where its filling was right: -0.3 dB, -0.08 wedge FSC-AUC).
-
 #: The sums of a bin are pooled with its neighbours' in shell (a Gaussian of this many shells):
 #: alone, chance correlations of single shells drew narrow dark rings in the Fourier slices.
 SHELL_POOLING = 1.0
 
 
 def noisy_enough(volume: np.ndarray, noise_std: float) -> bool:
-    """Whether ``volume`` holds enough white noise of deviation ``noise_std`` for the weights
-    (its variance at most :data:`NOISE_FREE_RATIO` times the noise's)."""
+    """Whether ``volume`` holds enough white noise of deviation ``noise_std`` for the weights: it is
+    not noise-free by :func:`~napari_dewedge.core.training.noise.noise_free` (its variance at most
+    ``NOISE_FREE_RATIO`` times the noise's). A noise-free volume is not weighted: there the
+    estimate is the estimator's floor, and the halves measure how the generator answers noise it
+    never saw (on the paper's noise-free sphere they disagreed past a third of a cycle per voxel
+    where its filling was right: -0.3 dB, -0.08 wedge FSC-AUC)."""
     variance = float(np.var(np.asarray(volume, dtype=np.float64)))
-    return noise_std > 0 and variance <= NOISE_FREE_RATIO * float(noise_std) ** 2
+    return noise_std > 0 and not noise_free(noise_std, variance)
 
 
 def recorrupted_halves(volume: np.ndarray, noise_std: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -137,11 +137,11 @@ def estimate_noise(
     return NoiseEstimate(math.sqrt(max(white_power, 0.0)), math.sqrt(extra * frac))
 
 
-def noise_free(estimate: NoiseEstimate, variance: float = 1.0) -> bool:
-    """Whether a volume of ``variance`` (1: a normalised tomogram) with this estimate holds no noise
-    to speak of: its variance over :data:`NOISE_FREE_RATIO` times its noise's, white and
-    wedge-filtered together (a real tomogram's noise is mostly wedge-filtered)."""
-    return variance > NOISE_FREE_RATIO * estimate.total_std**2
+def noise_free(noise_std: float, variance: float = 1.0) -> bool:
+    """Whether a volume of ``variance`` (1: a normalised tomogram) with noise of deviation
+    ``noise_std`` holds no noise to speak of: its variance over :data:`NOISE_FREE_RATIO` times the
+    noise's."""
+    return variance > NOISE_FREE_RATIO * float(noise_std) ** 2
 
 
 def resolve_noise(config: "TrainingConfig", estimate: NoiseEstimate) -> dict[str, float]:
@@ -151,7 +151,9 @@ def resolve_noise(config: "TrainingConfig", estimate: NoiseEstimate) -> dict[str
     0.5; ``noise_scale`` to ``sqrt(3)`` times it, within [0.1, 2]; the synthetic
     noise follows ``noise_model`` (``"auto"``: the estimated split). The
     fidelity weight is the config's, but 0 for the recorrupted fidelity
-    target on a noise-free tomogram (:func:`noise_free`) unless ``sigma_n`` is
+    target on a noise-free tomogram (:func:`noise_free` of the total noise,
+    white and wedge-filtered together: a real tomogram's noise is mostly
+    wedge-filtered) unless ``sigma_n`` is
     given: that term is there to remove noise, and with none to remove its
     weight is at its largest (``sigma_n`` at its floor) and it held the wedge's
     filling back (on the paper's sphere and prism at their sizes, 300 s on a
@@ -180,7 +182,7 @@ def resolve_noise(config: "TrainingConfig", estimate: NoiseEstimate) -> dict[str
         white, wedge = white * sigma_n / total, wedge * sigma_n / total
     elif cfg.sigma_n is not None:
         white = sigma_n
-    dropped = cfg.fidelity_target == "recorrupted" and cfg.sigma_n is None and noise_free(est)
+    dropped = cfg.fidelity_target == "recorrupted" and cfg.sigma_n is None and noise_free(est.total_std)
     fidelity = 0.0 if dropped else float(cfg.fidelity_weight)
     return {"sigma_n": sigma_n, "noise_scale": scale, "white_std": white, "wedge_std": wedge,
             "fidelity_weight": fidelity}
