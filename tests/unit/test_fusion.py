@@ -70,6 +70,15 @@ def test_volume_noise_power_reads_white_noise():
     assert volume_noise_power(volume, WEDGE) == pytest.approx(0.49, rel=0.15)
 
 
+def test_volume_noise_power_is_zero_without_noise():
+    # a noise-free tomogram: the estimator's floor is not noise, and the fusion keeps the data
+    truth = _smooth((48, 48, 48), 5, sigma=3.0)
+    observed = apply_wedge(truth, WEDGE).astype(np.float32)
+    assert volume_noise_power(observed, WEDGE) == 0.0
+    noisy = (observed + 0.5 * float(observed.std()) * np.random.default_rng(6).normal(size=observed.shape))
+    assert volume_noise_power(noisy.astype(np.float32), WEDGE) > 0.0
+
+
 def test_fuse_rejects_bad_arguments():
     a = np.zeros((8, 8, 8), np.float32)
     with pytest.raises(ValueError, match="shape"):
