@@ -18,7 +18,7 @@ from napari_dewedge.core.inference.calibration import (
 )
 from napari_dewedge.core.model import TrainedModel
 from napari_dewedge.core.rotations import WEDGE_MOVING_ROTATIONS, rotate
-from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
+from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_depth
 
 from .test_inference import SmallConv
 
@@ -130,14 +130,56 @@ def test_corner_shells_and_empty_shells_take_the_pooled_gain():
 def test_scale_wedge_leaves_the_measured_region():
     volume = _smooth((16, 20, 24), 2)
     nbins = int(shell_index(volume.shape).max()) + 1
-    same = scale_wedge(volume.copy(), WEDGE, np.ones(nbins))
+    same = scale_wedge(volume.copy(), WEDGE, np.ones(nbins), depth_bins=1)
     np.testing.assert_allclose(same, volume, atol=1e-5)
-    scaled = scale_wedge(volume.copy(), WEDGE, np.full(nbins, 3.0))
+    scaled = scale_wedge(volume.copy(), WEDGE, np.full(nbins, 3.0), depth_bins=1)
     np.testing.assert_allclose(apply_wedge(scaled, WEDGE), apply_wedge(volume, WEDGE), atol=1e-4)
     np.testing.assert_allclose(_wedge_part(scaled), 3 * _wedge_part(volume), atol=1e-4)
     # gains measured on a crop (bins of 2 / 8) apply by frequency; shells beyond them keep their amplitude
-    few = scale_wedge(volume.copy(), WEDGE, np.full(2, 3.0), edge=8)
+    few = scale_wedge(volume.copy(), WEDGE, np.full(2, 3.0), edge=8, depth_bins=1)
     assert not np.allclose(few, volume, atol=1e-4) and not np.allclose(few, scaled, atol=1e-4)
+    # per depth: the wedge's middle emptied, its edges kept
+    deep = scale_wedge(volume.copy(), WEDGE, np.tile([1.0, 1.0, 0.0], nbins), depth_bins=3)
+    spectrum, depth = np.fft.rfftn(deep), np.broadcast_to(wedge_depth(volume.shape, WEDGE), (16, 20, 13))
+    assert np.abs(spectrum[depth > 2 / 3]).max() < 1e-3
+    np.testing.assert_allclose(spectrum[depth < 2 / 3], np.fft.rfftn(volume)[depth < 2 / 3], atol=1e-3)
+
+
+def _faded(full, amounts):
+    """The wedge part of ``full`` at ``amounts`` of its amplitude in each third of the wedge's depth."""
+    level = np.minimum((wedge_depth(full.shape, WEDGE) * 3).astype(int), 2)
+    part = np.fft.rfftn(_wedge_part(full)) * np.asarray(amounts)[level]
+    return np.fft.irfftn(part, s=full.shape, axes=(0, 1, 2))
+
+
+def _depth_oracle(truth, observed, amounts):
+    """A predictor that fills each third of the wedge's depth (edges to middle) with ``amounts`` times the truth."""
+    turns = [(apply_wedge(rotate(observed, r), WEDGE), rotate(truth, r)) for r in WEDGE_MOVING_ROTATIONS]
+
+    def predict_fn(inp):
+        for seen, full in turns:
+            if seen.shape == inp.shape and np.allclose(seen, inp, atol=1e-5):
+                return (inp + _faded(full, amounts)).astype(np.float32)
+        raise AssertionError("asked for a volume that is no rotation of the observation")
+
+    return predict_fn
+
+
+def test_gains_per_depth_follow_a_filling_that_fades_toward_the_wedges_middle():
+    truth = _smooth((24, 24, 24), 5)
+    observed = apply_wedge(truth, WEDGE).astype(np.float32)
+    gains = wedge_gains(observed, WEDGE, _depth_oracle(truth, observed, [1.0, 0.5, 0.25]), depth_bins=3)
+    gains = gains.reshape(-1, 3)
+    for depth, expected in enumerate([1.0, 2.0, 4.0]):
+        measured = gains[:, depth] != 1.0 if expected != 1.0 else np.ones(len(gains), bool)
+        assert measured.sum() >= len(gains) // 2
+        np.testing.assert_allclose(gains[measured, depth], expected, rtol=1e-3)
+    # one gain per shell cannot undo it: the depth-resolved ones restore the truth better
+    prediction = (observed + _faded(truth, [1.0, 0.5, 0.25])).astype(np.float32)
+    flat = wedge_gains(observed, WEDGE, _depth_oracle(truth, observed, [1.0, 0.5, 0.25]), depth_bins=1)
+    by_shell = scale_wedge(prediction.copy(), WEDGE, flat, depth_bins=1)
+    by_depth = scale_wedge(prediction.copy(), WEDGE, gains.ravel(), depth_bins=3)
+    assert np.mean((by_depth - truth) ** 2) < 0.2 * np.mean((by_shell - truth) ** 2)
 
 
 def test_calibration_crop_is_central_and_bounded():

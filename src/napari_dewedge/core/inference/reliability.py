@@ -42,8 +42,8 @@ from scipy import fft as _fft
 from scipy import ndimage
 
 from ..training.noise import noise_free
-from ..wedge import WedgeGeometry, wedge_depth, wedge_mask
-from .calibration import scale_missing, shell_index
+from ..wedge import WedgeGeometry
+from .calibration import scale_wedge, wedge_bins
 
 __all__ = [
     "DEPTH_BINS",
@@ -94,13 +94,8 @@ def recorrupted_halves(volume: np.ndarray, noise_std: float, seed: int = 0) -> t
 def reliability_bins(shape: tuple[int, ...], geometry: WedgeGeometry, edge: int | None = None,
                      depth_bins: int = DEPTH_BINS) -> np.ndarray:
     """Bin of every rfftn coefficient of the missing wedge: ``shell * depth_bins + depth bin``
-    (shells of :func:`~.calibration.shell_index` with bins of ``2 / edge``), -1 in the measured region."""
-    shape = tuple(int(s) for s in shape)
-    shells = shell_index(shape, edge)
-    depth = np.broadcast_to(wedge_depth(shape, geometry), shells.shape)
-    level = np.minimum((depth * depth_bins).astype(np.int32), depth_bins - 1)
-    missing = np.broadcast_to(np.asarray(wedge_mask(shape, geometry)) < 0.5, shells.shape)
-    return np.where(missing, shells * depth_bins + level, -1).astype(np.int32)
+    (:func:`~.calibration.wedge_bins` with :data:`DEPTH_BINS`), -1 in the measured region."""
+    return wedge_bins(shape, geometry, edge, depth_bins)
 
 
 def reliability_weights(first: np.ndarray, second: np.ndarray, geometry: WedgeGeometry,
@@ -134,9 +129,5 @@ def weigh_wedge(prediction: np.ndarray, geometry: WedgeGeometry, weights: np.nda
                 depth_bins: int = DEPTH_BINS) -> np.ndarray:
     """``prediction`` with its missing wedge multiplied by ``weights`` (per bin of
     :func:`reliability_bins`, measured on a volume of smallest edge ``edge``), in place;
-    bins beyond them keep their amplitude."""
-    shape = tuple(int(s) for s in prediction.shape)
-    weights = np.append(np.asarray(weights, dtype=np.float32), np.float32(1.0))
-    bins = reliability_bins(shape, geometry, edge, depth_bins)
-    factor = weights[np.where((bins >= 0) & (bins < weights.shape[0] - 1), bins, weights.shape[0] - 1)]
-    return scale_missing(prediction, geometry, factor)
+    bins beyond them keep their amplitude (:func:`~.calibration.scale_wedge`)."""
+    return scale_wedge(prediction, geometry, weights, edge, depth_bins)
