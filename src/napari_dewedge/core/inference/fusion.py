@@ -71,17 +71,16 @@ def volume_noise_power(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, 
                        seed: int = 0) -> float:
     """Noise variance per voxel inside the measured region of ``volume`` (its units squared):
     :func:`measured_noise_power` of :func:`volume_noise`, or 0 for a volume without noise to speak
-    of (:func:`~napari_dewedge.core.training.noise.noise_free` of the whole estimate, white and
-    wedge-filtered, against the variance of the volume's central crop). There the estimate is the
+    of (:func:`~.reliability.noisy_enough` of the volume's central crop with the whole estimate,
+    white and wedge-filtered). There the estimate is the
     estimator's floor, not noise, and the data are restored exactly where they were measured (on
     the paper's noise-free sphere the floor kept the measured-region FSC-AUC at 0.997 where the
     data hold 1; docs/benchmarks)."""
-    from ..training.noise import noise_free
     from .calibration import calibration_crop
+    from .reliability import noisy_enough
 
     estimate, measured = volume_noise(volume, geometry, cube=cube, cubes=cubes, seed=seed)
-    part = volume[calibration_crop(tuple(int(s) for s in np.shape(volume)))]
-    if noise_free(estimate.total_std, float(np.var(part, dtype=np.float64))):
+    if not noisy_enough(volume[calibration_crop(tuple(int(s) for s in np.shape(volume)))], estimate.total_std):
         return 0.0
     return measured_noise_power(estimate, measured)
 

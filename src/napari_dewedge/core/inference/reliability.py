@@ -64,8 +64,9 @@ SHELL_POOLING = 1.0
 
 
 def noisy_enough(volume: np.ndarray, noise_std: float) -> bool:
-    """Whether ``volume`` holds enough white noise of deviation ``noise_std`` for the weights: it is
-    not noise-free by :func:`~napari_dewedge.core.training.noise.noise_free` (its variance at most
+    """Whether ``volume`` holds enough noise of deviation ``noise_std`` to be weighed against (the
+    weights and the second pass: its white noise; the fusion: the whole estimate): it is not
+    noise-free by :func:`~napari_dewedge.core.training.noise.noise_free` (its variance at most
     ``NOISE_FREE_RATIO`` times the noise's). A noise-free volume is not weighted: there the
     estimate is the estimator's floor, and the halves measure how the generator answers noise it
     never saw (on the paper's noise-free sphere they disagreed past a third of a cycle per voxel
