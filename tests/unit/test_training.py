@@ -249,6 +249,30 @@ def test_energy_every_runs_the_energy_network_on_every_nth_step_only(tomogram: n
     assert changed == [True, False, False, True]
 
 
+def _training_forwards(trainer: Trainer, steps: int) -> list[int]:
+    """How many times each step runs the generator in training mode (the previews run it in eval mode)."""
+    calls = [0]
+    trainer._g.register_forward_hook(lambda module, inp, out: calls.__setitem__(0, calls[0] + module.training))
+    it = trainer.run()
+    next(it)  # the setup event
+    counts = []
+    for _ in range(steps):
+        calls[0] = 0
+        next(it)
+        counts.append(calls[0])
+    return counts
+
+
+def test_noise_free_data_skip_the_prediction_between_two_runs_of_the_energy_network(tomogram: np.ndarray) -> None:
+    # noise-free: the fidelity term is off, so the prediction of the data feeds the energy term alone
+    clean = phantoms.corrupt(phantoms.hollow_sphere(96, outer_diameter=40, shell=3), GEOMETRY, snr=None, seed=0)
+    trainer = Trainer(clean, GEOMETRY, tiny(steps=4, energy_every=3, subtomo_size=32, lambda_decay=False))
+    assert _training_forwards(trainer, 4) == [2, 1, 1, 2]  # the prediction and the consistency, or the latter
+    assert trainer.model.training["fidelity_weight_used"] == 0.0
+    noisy = Trainer(tomogram, GEOMETRY, tiny(steps=4, energy_every=3, lambda_decay=False))
+    assert _training_forwards(noisy, 4) == [2, 2, 2, 2]  # the fidelity term needs the prediction on every step
+
+
 def test_a_time_budget_ends_the_run_and_its_schedules_with_the_time(tomogram: np.ndarray, monkeypatch) -> None:
     import types
 

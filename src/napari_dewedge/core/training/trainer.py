@@ -154,6 +154,7 @@ class Trainer:
         self._step = 0
         self._history: list[dict[str, Any]] = []
         self._energy_log: dict[str, float] = {}  # the energy's losses at its last run (energy_every > 1)
+        self._fidelity_last = 0.0  # the fidelity term at its last evaluation (skipped on noise-free data)
         self._noise: NoiseEstimate | None = None
         self._mask: np.ndarray | None = None
         self._pool: np.ndarray | None = None
@@ -531,19 +532,26 @@ class Trainer:
         g.train()
         e.train()
         y_in, y_fid = self._fidelity_pair(y, y_obs, e_g)
-        with self._amp():
-            pred = g(self._seen(y_in, T))
-        pred = pred.float()
         d_loss = energy = torch.zeros((), device=self.device)
         # with the energy term off (or on a step between two of its runs) its network is neither run nor trained
         run_energy = cfg.energy_weight > 0 and (k - 1) % cfg.energy_every == 0
+        # the prediction of the data feeds the energy and the fidelity terms only: on noise-free data (fidelity
+        # weight 0) the steps between two runs of the energy network skip it, forward and backward
+        fidelity_weight = self._noise_model["fidelity_weight"]
+        if run_energy or fidelity_weight > 0:
+            with self._amp():
+                pred = g(self._seen(y_in, T))
+            pred = pred.float()
+            fidelity = L.fidelity_loss(pred, y_fid, T, self._noise_model["sigma_n"])
+            self._fidelity_last = float(fidelity.detach())
+        else:
+            fidelity = torch.zeros((), device=self.device)
         if run_energy:
             fake = L.rotate_each(pred, [WEDGE_MOVING_ROTATIONS[i] for i in rot_idx])
             if n_syn is not None:
                 fake = fake + n_syn
             d_loss, energy, stats = self._energy_terms(y_obs, fake, e_x)
             self._energy_log = {"energy_net": float(d_loss.detach()), "energy": float(energy.detach()), **stats}
-        fidelity = L.fidelity_loss(pred, y_fid, T, self._noise_model["sigma_n"])
         consistency = torch.zeros((), device=self.device)
         cons_term = None
         if lam > 0:
@@ -558,18 +566,19 @@ class Trainer:
                 out = g(inp)
             consistency = cons_term = L.consistency_loss(out.float(), target, inverses)
         loss = L.generator_loss(energy, fidelity, cons_term, energy_weight=cfg.energy_weight,
-                                fidelity_weight=self._noise_model["fidelity_weight"], lam=lam)
-        self._opt_g.zero_grad(set_to_none=True)
-        self._scaler_g.scale(loss).backward()
-        self._scaler_g.step(self._opt_g)
-        self._scaler_g.update()
+                                fidelity_weight=fidelity_weight, lam=lam)
+        if loss.requires_grad:  # noise-free data at the consistency weight's end (0) may leave no term to train
+            self._opt_g.zero_grad(set_to_none=True)
+            self._scaler_g.scale(loss).backward()
+            self._scaler_g.step(self._opt_g)
+            self._scaler_g.update()
         e.requires_grad_(True)
 
         losses = {
             "generator": float(loss.detach()),
             "energy_net": 0.0,
             "energy": 0.0,
-            "fidelity": float(fidelity.detach()),
+            "fidelity": self._fidelity_last,  # a step that skips the prediction: the last one measured
             "consistency": float(consistency.detach()),
             "noise_scale": scale,
             **(self._energy_log if cfg.energy_weight > 0 else {}),  # between two runs: the last run's
