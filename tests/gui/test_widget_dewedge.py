@@ -138,16 +138,18 @@ def test_form_and_shared_wedge_state(viewer):
     assert widget.settings()["second"] is True and widget.second_check.isChecked()
     assert widget.settings()["calibrate"] is True and widget.calibrate_check.isChecked()
     assert widget.settings()["mirror"] is True and widget._passes(widget.settings())["views"] == 4
+    assert widget.settings()["solvent"] is True and widget.solvent_check.isChecked()
     widget.set_settings(noise_scale=None, seed=None, samples=3, coarse=False, fuse=False, calibrate=False,
-                        second=False, mirror=False)
+                        second=False, mirror=False, solvent=False)
     s = widget.settings()
     assert s["noise_scale"] is None and s["seed"] is None and s["samples"] == 3 and s["coarse"] is False
     assert s["fuse"] is False and not widget.coarse_check.isChecked() and not widget.fuse_check.isChecked()
     assert s["calibrate"] is False and not widget.calibrate_check.isChecked()
     assert not widget.mirror_check.isChecked() and not widget.second_check.isChecked()
-    assert not widget.second_check.isEnabled()  # it needs the fusion
-    assert widget._passes(s) == {"calibrate": False, "coarse": False, "fuse": False, "second": False, "views": 1}
-    widget.set_settings(coarse=True, fuse=True, calibrate=True, second=True, mirror=True)
+    assert not widget.second_check.isEnabled() and not widget.solvent_check.isEnabled()  # they need the fusion
+    assert widget._passes(s) == {"calibrate": False, "coarse": False, "fuse": False, "second": False,
+                                 "solvent": False, "views": 1}
+    widget.set_settings(coarse=True, fuse=True, calibrate=True, second=True, mirror=True, solvent=True)
     devices = [widget.device_combo.itemText(i) for i in range(widget.device_combo.count())]
     assert devices[0] == "auto" and "cpu" in devices
     assert not widget.stop_button.isEnabled() and widget.dewedge_button.isEnabled()

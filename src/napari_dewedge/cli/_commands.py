@@ -272,7 +272,8 @@ def _apply_one(model, volume, voxel_size, args: argparse.Namespace, device: Any,
                               tile=getattr(args, "tile", None), overlap=getattr(args, "overlap", None),
                               batch_size=getattr(args, "tile_batch", None), voxel_size=tuple(voxel_size),
                               calibrate=getattr(args, "calibrate", True), coarse=getattr(args, "coarse", True),
-                              fuse=getattr(args, "fuse", True), second=getattr(args, "second", True), **views)
+                              fuse=getattr(args, "fuse", True), second=getattr(args, "second", True),
+                              solvent=getattr(args, "solvent", True), **views)
     bar: Progress | None = None
     result = None
     try:

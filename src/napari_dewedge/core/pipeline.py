@@ -100,6 +100,9 @@ class ApplySpec:
     ``second``: with ``fuse``, the second pass (:mod:`.inference.second`): the
     application run again on the result's measured region, fused with the data
     again, and taken everywhere but in the wedge's lowest frequencies.
+    ``solvent``: with ``fuse``, the solvent flattening (:mod:`.inference.solvent`):
+    the missing wedge filled again under the object's support, on volumes without
+    noise to speak of whose object leaves most of the box empty.
     ``views``: the whole application run on this many mirror views of the volume
     that keep its wedge in place, and averaged (:mod:`.inference.views`; 1: off).
 
@@ -120,6 +123,7 @@ class ApplySpec:
     coarse: bool = True
     fuse: bool = True
     second: bool = True
+    solvent: bool = True
     views: int = MIRROR_VIEWS
 
 
@@ -360,7 +364,7 @@ def _applying(model: "TrainedModel", volume: np.ndarray, spec: ApplySpec, contro
                                geometry=spec.geometry, device=spec.device, seed=spec.seed, tile=spec.tile, overlap=spec.overlap,
                                batch_size=spec.batch_size, stop=lambda: control.stop_requested,
                                calibrate=spec.calibrate, coarse=spec.coarse, fuse=spec.fuse,
-                               second=spec.second, views=spec.views):
+                               second=spec.second, solvent=spec.solvent, views=spec.views):
         now = time.monotonic()
         if event.done or now - last >= interval_s:
             last = now

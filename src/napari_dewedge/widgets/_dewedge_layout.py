@@ -137,9 +137,15 @@ def build_layout(w: Any) -> None:
                                  "Apply the model again to the measured region of the fused result and fuse that "
                                  "with the data too: cleaner measured frequencies and a truer filling of the "
                                  "wedge's fine detail, in twice the time (with the fusion, on noisy tomograms)")
+    w.solvent_check = _pass_check(w.form, "Flatten the solvent",
+                                  "On a noise-free volume whose object leaves most of the box empty (a map, a "
+                                  "phantom), fill the missing wedge again so that the density outside the "
+                                  "object is flat, keeping the measured data; noisy or crowded tomograms are "
+                                  "left as they are")
     w.fuse_check.toggled.connect(w.second_check.setEnabled)  # the second pass fuses its result too
+    w.fuse_check.toggled.connect(w.solvent_check.setEnabled)  # the flattening keeps the fused data
     w.pass_checks = {"calibrate": w.calibrate_check, "coarse": w.coarse_check, "fuse": w.fuse_check,
-                     "mirror": w.mirror_check, "second": w.second_check}
+                     "mirror": w.mirror_check, "second": w.second_check, "solvent": w.solvent_check}
     adv_box = QWidget()
     adv_layout = QVBoxLayout(adv_box)
     adv_layout.setContentsMargins(0, 0, 0, 0)

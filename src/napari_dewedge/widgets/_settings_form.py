@@ -21,7 +21,7 @@ FORM_EXCLUDED = ("preview_every", "amp")
 #: Form values that belong to the application, not to the training configuration.
 #: The application's passes, each a checkbox of the Dewedge widget and on by default (``mirror``:
 #: the mean of four mirror views, ``ApplySpec(views=4)``).
-PASS_KEYS = ("calibrate", "coarse", "fuse", "mirror", "second")
+PASS_KEYS = ("calibrate", "coarse", "fuse", "mirror", "second", "solvent")
 APPLY_KEYS = ("preset", "samples", *PASS_KEYS)
 _INT_MAX = 10_000_000
 
@@ -143,7 +143,8 @@ def preset_values(name: str, **changes: Any) -> dict[str, Any]:
 
     Keys are the schema's setting names, plus ``preset``, ``samples`` (K) and the
     application's passes :data:`PASS_KEYS` (the wedge-gain calibration, the coarse pass,
-    the measured-region fusion, the mean of the mirror views and the second pass).
+    the measured-region fusion, the mean of the mirror views, the second pass and the solvent
+    flattening).
     """
     from ..core.training import PRESETS, TrainingConfig
 

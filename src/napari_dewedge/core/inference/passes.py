@@ -1,5 +1,5 @@
 """The application's passes after the tiles: the wedge gain, the coarse pass, the fusion, the
-second pass's gate and the reliability weights, each on the whole prediction
+second pass's gate, the reliability weights and the solvent flattening, each on the whole prediction
 (:func:`.run.run_inference` runs them).
 
 Each takes the model, the volume and the tiles' prediction ``mean`` (changed in place) and
@@ -15,7 +15,8 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import TrainedModel
 
-__all__ = ["calibration_pass", "coarse_pass", "fusion_pass", "reliability_pass", "second_noise", "wedge_of"]
+__all__ = ["calibration_pass", "coarse_pass", "fusion_pass", "reliability_pass", "second_noise", "solvent_pass",
+           "wedge_of"]
 
 
 def wedge_of(model: "TrainedModel", geometry: Any) -> Any:
@@ -114,3 +115,18 @@ def second_noise(model: "TrainedModel", volume: np.ndarray, geometry: Any) -> fl
     if not noisy_enough(volume[calibration_crop(tuple(volume.shape))], estimate.white_std):
         return None
     return measured_noise_power(estimate, measured)
+
+
+def solvent_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any) -> float:
+    """Flatten the solvent of ``mean`` (in place, :mod:`.solvent`) when ``volume`` is without noise to speak
+    of, whose measured region the fusion gave back exactly; the share of the box the object's support
+    covers, or 0.0 when skipped (a noisy or crowded volume, one too large to transform in memory, no wedge)."""
+    from .fusion import FUSION_MAX_VOXELS, volume_noise_power
+    from .solvent import flatten_solvent
+
+    wedge = wedge_of(model, geometry)
+    if wedge is None or volume.size > FUSION_MAX_VOXELS:
+        return 0.0
+    if volume_noise_power(volume, wedge, cube=int(model.subtomo_size)) > 0:
+        return 0.0
+    return flatten_solvent(mean, wedge)

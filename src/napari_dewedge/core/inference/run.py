@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, wedge_of
+from .passes import (
+    calibration_pass,
+    coarse_pass,
+    fusion_pass,
+    reliability_pass,
+    second_noise,
+    solvent_pass,
+    wedge_of,
+)
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
 from .views import average_views, view_flips
 
@@ -47,7 +55,8 @@ class InferenceResult:
     ``mean`` is the prediction (the mean over samples when ``samples > 1``),
     ``std`` the per-voxel standard deviation over the samples (``ddof=0``) or
     None for a single sample. Both float32, ``(z, y, x)``, in the units of the
-    input (normalisation undone).
+    input (normalisation undone). ``solvent`` is the share of the box the
+    object's support covered where the solvent was flattened (:mod:`.solvent`), 0 where not.
     """
 
     mean: np.ndarray
@@ -64,6 +73,7 @@ class InferenceResult:
     views: int = 1
     second: bool = False
     reliability: bool = False
+    solvent: float = 0.0
 
     def summary(self, tiles: int) -> str:
         """One line for a status bar: ``tiles`` tile predictions a view, the passes that ran, the time."""
@@ -72,6 +82,8 @@ class InferenceResult:
                                                 (", fused with the data", self.fused),
                                                 (", second pass on its measured region", self.second),
                                                 (", wedge weighted by its halves' agreement", self.reliability),
+                                                (f", solvent flattened around an object of {self.solvent:.0%} of the box",
+                                                 self.solvent > 0),
                                                 (f", mean of {self.views} mirror views", self.views > 1)) if ran)
         return f"{tiles} tiles{passes} in {self.seconds:.1f} s on {self.device}"
 
@@ -88,6 +100,7 @@ class InferenceResult:
             "views": self.views,
             "second_pass": self.second,
             "reliability": self.reliability,
+            "solvent_support": round(self.solvent, 4),
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -330,6 +343,7 @@ def run_inference(
     normalization: tuple[float, float] | None = None,
     second: bool = True,
     reliability: bool | None = None,
+    solvent: bool = True,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
 
@@ -384,6 +398,12 @@ def run_inference(
         generator's fillings of the volume's two recorrupted halves agree, per
         shell and depth into the wedge (:mod:`.reliability`), once after the
         views are averaged and the second pass. Default: with ``calibrate``.
+    solvent
+        Flatten the solvent (:mod:`.solvent`): fill the finished result's missing
+        wedge again under its object's support, last of all. Only with ``fuse``;
+        skipped unless the volume is without noise to speak of and the object
+        leaves most of the box empty, or when the volume is too large to
+        transform in memory or has no wedge.
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
         the volume binned to about one subtomogram, its prediction taken for the
@@ -413,19 +433,21 @@ def run_inference(
                               batch_size=batch_size, device=device, stop=stop, amp=amp, calibrate=calibrate,
                               coarse=coarse, views=views, normalization=normalization)
     noise = second_noise(model, volume, geometry) if fuse and second else None
+    flatten = bool(fuse and solvent)
     first = apply(volume, samples=samples, noise_scale=noise_scale, seed=seed, out=out, std_out=std_out, fuse=fuse)
-    if noise is None and not weigh:
+    if noise is None and not weigh and not flatten:
         yield from first
         return
     yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
-                         normalization=normalization, dev=_resolve_device(device))
+                         normalization=normalization, dev=_resolve_device(device), flatten=flatten)
 
 
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
               noise: float | None, weigh: bool, *, geometry: Any, amp: bool, normalization: Any,
-              dev: Any) -> Iterator[InferenceEvent]:
+              dev: Any, flatten: bool = False) -> Iterator[InferenceEvent]:
     """``first``'s events, then the second pass on its result (fused with ``volume`` by the noise
-    power ``noise``; none when None) and the reliability weights (with ``weigh``), one progress."""
+    power ``noise``; none when None), the reliability weights (with ``weigh``) and the solvent
+    flattening (with ``flatten``), one progress."""
     from .fusion import fuse_measured
     from .second import merge_second, second_input
 
@@ -457,8 +479,9 @@ def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[Inferen
             return
         merge_second(result.mean, fuse_measured(later.mean, volume, wedge, noise), wedge)
     weighed = reliability_pass(model, volume, result.mean, geometry, dev, amp, normalization) if weigh else False
+    support = solvent_pass(model, volume, result.mean, geometry) if flatten else 0.0
     elapsed = time.perf_counter() - t0
-    result = replace(result, second=noise is not None, reliability=weighed, seconds=elapsed)
+    result = replace(result, second=noise is not None, reliability=weighed, solvent=support, seconds=elapsed)
     yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(tiles))
 

@@ -1,0 +1,118 @@
+"""Solvent flattening: the missing wedge of an isolated object, filled again under its support.
+
+An object alone in its box (a particle, a virus, a phantom) is known
+outside its support: there the density is the solvent's, flat. With the
+measured region known too, the missing wedge is what remains, and
+alternating the two constraints (the projections onto convex sets of
+Gerchberg and Papoulis, as in missing-cone restoration of electron
+tomograms) fills it with what agrees with both. Each iteration sets the
+result outside the support to the solvent's level, transforms it, and puts
+the measured region back (the soft mask's share ``T`` from the result, ``1 - T``
+from the flattened copy). The support is taken from the result itself and
+shrinks with it, as in the shrink-wrap of phase retrieval: every
+:data:`SOLVENT_REFRESH` iterations it is the voxels whose smoothed density departs from
+the solvent's level by more than :data:`SOLVENT_THRESHOLD` of the largest departure,
+grown by :data:`SOLVENT_DILATE` voxels.
+
+The constraint is only as true as its premises, so the pass runs only where
+they hold: the result's measured region is the data's own (a tomogram without
+noise to speak of, which the fusion returns exactly), and the support covers at
+most :data:`SOLVENT_MAX_FRACTION` of the box. A crowded tomogram, or a noisy one, is left as it is.
+
+On the paper's noise-free shapes (``benchmarks/versus.py --scenes sphere prism``,
+docs/benchmarks), applied to the finished result of one saved model per scene:
+the prism 25.06 -> 34.00 dB, SSIM 0.303 -> 0.986; the hollow sphere 33.67 -> 39.41 dB.
+Tighter supports did better still and would have cut off faint parts of a real particle.
+
+Pure numpy (``scipy.fft``, ``scipy.ndimage``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft as _fft
+from scipy import ndimage
+
+from ..wedge import WedgeGeometry, wedge_mask
+
+__all__ = [
+    "SOLVENT_DILATE",
+    "SOLVENT_ITERATIONS",
+    "SOLVENT_MAX_FRACTION",
+    "SOLVENT_REFRESH",
+    "SOLVENT_SMOOTH",
+    "SOLVENT_THRESHOLD",
+    "flatten_solvent",
+    "object_support",
+]
+
+#: The support: voxels whose smoothed density departs from the solvent's level by more than this
+#: fraction of the largest departure (on the paper's prism, 0.1 kept every voxel of the object).
+SOLVENT_THRESHOLD = 0.1
+
+#: The Gaussian smoothing (sigma, voxels) before the threshold.
+SOLVENT_SMOOTH = 1.0
+
+#: Voxels the thresholded support is grown by.
+SOLVENT_DILATE = 1
+
+#: Alternating projections (the wedge's filling still improved from 100 to 300 on the prism).
+SOLVENT_ITERATIONS = 300
+
+#: The support is measured again on the current estimate every this many iterations.
+SOLVENT_REFRESH = 10
+
+#: The largest share of the box the support may cover: beyond it there is too little solvent to
+#: constrain anything, and the volume is crowded rather than an isolated object.
+SOLVENT_MAX_FRACTION = 0.5
+
+
+def object_support(volume: np.ndarray, *, threshold: float = SOLVENT_THRESHOLD, smooth: float = SOLVENT_SMOOTH,
+                   dilate: int = SOLVENT_DILATE) -> tuple[np.ndarray, float]:
+    """The object's support in ``volume`` (a boolean mask) and the solvent's level (the median outside it).
+
+    The level is first the volume's median; the support is where the volume
+    smoothed by ``smooth`` departs from it by more than ``threshold`` of the
+    largest departure, grown by ``dilate`` voxels. An empty support for a flat volume."""
+    volume = np.asarray(volume, dtype=np.float32)
+    level = float(np.median(volume))
+    departure = np.abs(ndimage.gaussian_filter(volume, smooth) - level)
+    top = float(departure.max()) if departure.size else 0.0
+    if not top > 0:
+        return np.zeros(volume.shape, dtype=bool), level
+    support = departure > threshold * top
+    if dilate > 0:
+        support = ndimage.binary_dilation(support, iterations=int(dilate))
+    outside = volume[~support]
+    return support, float(np.median(outside)) if outside.size else level
+
+
+def flatten_solvent(mean: np.ndarray, geometry: WedgeGeometry, *, iterations: int = SOLVENT_ITERATIONS,
+                    refresh: int = SOLVENT_REFRESH, max_fraction: float = SOLVENT_MAX_FRACTION) -> float:
+    """Fill ``mean``'s missing wedge again under its object's support (in place; module docstring).
+
+    ``mean``'s measured region is kept as it is (the wedge mask's share ``T``).
+    Returns the share of the box the final support covers, or 0.0 when the
+    pass did not run: the support covers more than ``max_fraction`` of the box,
+    or nothing (a flat volume)."""
+    if mean.ndim != 3:
+        raise ValueError(f"solvent flattening needs a 3D volume, got shape {mean.shape}")
+    if iterations < 1 or refresh < 1:
+        raise ValueError(f"iterations and refresh must be at least 1, got {iterations} and {refresh}")
+    shape = tuple(int(s) for s in mean.shape)
+    support, level = object_support(mean)
+    fraction = float(support.mean())
+    if not 0 < fraction <= max_fraction:
+        return 0.0
+    measured = np.asarray(wedge_mask(shape, geometry), dtype=np.float32)
+    kept = measured * _fft.rfftn(np.asarray(mean, dtype=np.float32))  # the measured region, as it stays
+    missing = 1.0 - measured
+    x = np.asarray(mean, dtype=np.float32)
+    for it in range(int(iterations)):
+        if it and it % refresh == 0:
+            support, level = object_support(x)
+            if not support.any() or support.mean() > max_fraction:
+                break
+        x = _fft.irfftn(kept + missing * _fft.rfftn(np.where(support, x, np.float32(level))), s=shape)
+    mean[...] = x
+    return float(support.mean())

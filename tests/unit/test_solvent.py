@@ -1,0 +1,82 @@
+"""Solvent flattening (core/inference/solvent.py) and its place in run_inference."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from scipy import fft
+
+from napari_dewedge.core import phantoms
+from napari_dewedge.core.inference import predict
+from napari_dewedge.core.inference.solvent import flatten_solvent, object_support
+from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_mask
+
+from .test_calibration import _smooth
+from .test_reliability import _model
+
+torch.set_num_threads(1)
+WEDGE = WedgeGeometry(-60, 60, "y")
+
+
+def _particle(n=48):
+    """A hollow sphere alone in its box, and its noise-free tomogram (the wedge removed)."""
+    truth = phantoms.hollow_sphere(n, outer_diameter=n * 5 // 12, shell=3).astype(np.float32)
+    return truth, apply_wedge(truth, WEDGE).astype(np.float32)
+
+
+def _rms(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - b) ** 2)))
+
+
+def test_the_support_holds_the_object_and_the_level_is_the_solvent():
+    truth, _ = _particle()
+    support, level = object_support(truth + 0.5)
+    assert support[truth > 0].all()  # every voxel of the shell
+    assert 0.05 < support.mean() < 0.5  # and not the box
+    assert level == pytest.approx(0.5)
+    flat, level = object_support(np.full((8, 8, 8), 2.0, np.float32))
+    assert not flat.any() and level == 2.0
+
+
+def test_flattening_fills_the_wedge_of_an_isolated_object_and_keeps_the_measured_region():
+    truth, observed = _particle()
+    result = observed.copy()
+    share = flatten_solvent(result, WEDGE, iterations=150)
+    assert 0 < share < 0.5
+    measured = np.asarray(wedge_mask(truth.shape, WEDGE)) > 0.999
+    before, after = fft.rfftn(observed), fft.rfftn(result)
+    np.testing.assert_allclose(np.broadcast_to(measured, after.shape) * after,
+                               np.broadcast_to(measured, before.shape) * before, atol=1e-2)
+    assert _rms(result, truth) < 0.5 * _rms(observed, truth)  # the missing wedge restored, not just kept
+
+
+def test_crowded_and_flat_volumes_are_left_alone():
+    crowded = apply_wedge(_smooth((32, 32, 32), 3, sigma=2.0), WEDGE).astype(np.float32)
+    kept = crowded.copy()
+    assert flatten_solvent(crowded, WEDGE) == 0.0
+    np.testing.assert_array_equal(crowded, kept)
+    flat = np.ones((16, 16, 16), np.float32)
+    assert flatten_solvent(flat, WEDGE) == 0.0 and (flat == 1).all()
+    with pytest.raises(ValueError, match="3D"):
+        flatten_solvent(np.zeros((4, 4), np.float32), WEDGE)
+    with pytest.raises(ValueError, match="at least 1"):
+        flatten_solvent(kept, WEDGE, iterations=0)
+
+
+def test_run_inference_flattens_noise_free_isolated_objects_only():
+    # a box and noise-estimate cubes (the model's subtomograms) large enough for the estimate to
+    # tell the sphere's wedge-filtered edges from noise
+    model = replace(_model(), subtomo_size=32)
+    _, observed = _particle(96)
+    flat = predict(model, observed, device="cpu", fuse=True, views=1)
+    kept = predict(model, observed, device="cpu", fuse=True, solvent=False, views=1)
+    assert flat.solvent > 0 and kept.solvent == 0
+    assert "solvent flattened" in flat.summary(8) and flat.settings()["solvent_support"] == round(flat.solvent, 4)
+    assert np.abs(flat.mean - kept.mean).max() > 1e-3
+    np.testing.assert_allclose(apply_wedge(flat.mean - kept.mean, WEDGE), 0, atol=1e-3)  # the wedge alone changed
+    assert not predict(model, observed, device="cpu", fuse=False, views=1).solvent  # only with the fusion
+    noisy = observed + np.random.default_rng(0).normal(0, 0.3, observed.shape).astype(np.float32)
+    assert not predict(model, noisy, device="cpu", fuse=True, views=1).solvent
