@@ -10,7 +10,7 @@ import torch
 from scipy import fft
 
 from napari_dewedge.core import phantoms
-from napari_dewedge.core.inference import predict
+from napari_dewedge.core.inference import predict, run_inference
 from napari_dewedge.core.inference.solvent import flatten_solvent, object_support
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_mask
 
@@ -80,3 +80,27 @@ def test_run_inference_flattens_noise_free_isolated_objects_only():
     assert not predict(model, observed, device="cpu", fuse=False, views=1).solvent  # only with the fusion
     noisy = observed + np.random.default_rng(0).normal(0, 0.3, observed.shape).astype(np.float32)
     assert not predict(model, noisy, device="cpu", fuse=True, views=1).solvent
+
+
+def test_a_stop_in_the_flattening_ends_the_run_and_leaves_the_volume():
+    truth, observed = _particle()
+    kept = observed.copy()
+    assert flatten_solvent(observed, WEDGE, stop=lambda: True) is None
+    np.testing.assert_array_equal(observed, kept)
+    model = replace(_model(), subtomo_size=32)
+    _, volume = _particle(96)
+    calls = {"n": 0}
+
+    def count():
+        calls["n"] += 1
+        return False
+
+    assert list(run_inference(model, volume, device="cpu", fuse=True, views=1, stop=count))[-1].result.solvent > 0
+    total, calls["n"] = calls["n"], 0  # the flattening asks before each of its iterations, last of all
+
+    def late():
+        calls["n"] += 1
+        return calls["n"] > total - 10
+
+    last = list(run_inference(model, volume, device="cpu", fuse=True, views=1, stop=late))[-1]
+    assert last.done and last.stopped and last.result is None

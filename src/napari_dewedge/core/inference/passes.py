@@ -8,7 +8,7 @@ says whether it ran; the generator is applied through :func:`.run.predict`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -117,10 +117,12 @@ def second_noise(model: "TrainedModel", volume: np.ndarray, geometry: Any) -> fl
     return measured_noise_power(estimate, measured)
 
 
-def solvent_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any) -> float:
+def solvent_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any,
+                 stop: Callable[[], bool] | None = None) -> float | None:
     """Flatten the solvent of ``mean`` (in place, :mod:`.solvent`) when ``volume`` is without noise to speak
     of, whose measured region the fusion gave back exactly; the share of the box the object's support
-    covers, or 0.0 when skipped (a noisy or crowded volume, one too large to transform in memory, no wedge)."""
+    covers, 0.0 when skipped (a noisy or crowded volume, one too large to transform in memory, no wedge),
+    or None when ``stop`` ended it (``mean`` unchanged)."""
     from .fusion import FUSION_MAX_VOXELS, volume_noise_power
     from .solvent import flatten_solvent
 
@@ -129,4 +131,4 @@ def solvent_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, ge
         return 0.0
     if volume_noise_power(volume, wedge, cube=int(model.subtomo_size)) > 0:
         return 0.0
-    return flatten_solvent(mean, wedge)
+    return flatten_solvent(mean, wedge, stop=stop)

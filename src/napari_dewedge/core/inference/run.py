@@ -439,12 +439,12 @@ def run_inference(
         yield from first
         return
     yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
-                         normalization=normalization, dev=_resolve_device(device), flatten=flatten)
+                         normalization=normalization, dev=_resolve_device(device), flatten=flatten, stop=stop)
 
 
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
               noise: float | None, weigh: bool, *, geometry: Any, amp: bool, normalization: Any,
-              dev: Any, flatten: bool = False) -> Iterator[InferenceEvent]:
+              dev: Any, flatten: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[InferenceEvent]:
     """``first``'s events, then the second pass on its result (fused with ``volume`` by the noise
     power ``noise``; none when None), the reliability weights (with ``weigh``) and the solvent
     flattening (with ``flatten``), one progress."""
@@ -479,8 +479,12 @@ def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[Inferen
             return
         merge_second(result.mean, fuse_measured(later.mean, volume, wedge, noise), wedge)
     weighed = reliability_pass(model, volume, result.mean, geometry, dev, amp, normalization) if weigh else False
-    support = solvent_pass(model, volume, result.mean, geometry) if flatten else 0.0
+    support = solvent_pass(model, volume, result.mean, geometry, stop=stop) if flatten else 0.0
     elapsed = time.perf_counter() - t0
+    if support is None:  # stopped in the flattening, the last pass
+        yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, None, done=True,
+                             stopped=True, message="inference stopped")
+        return
     result = replace(result, second=noise is not None, reliability=weighed, solvent=support, seconds=elapsed)
     yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(tiles))

@@ -29,6 +29,8 @@ Pure numpy (``scipy.fft``, ``scipy.ndimage``).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from scipy import fft as _fft
 from scipy import ndimage
@@ -88,13 +90,15 @@ def object_support(volume: np.ndarray, *, threshold: float = SOLVENT_THRESHOLD, 
 
 
 def flatten_solvent(mean: np.ndarray, geometry: WedgeGeometry, *, iterations: int = SOLVENT_ITERATIONS,
-                    refresh: int = SOLVENT_REFRESH, max_fraction: float = SOLVENT_MAX_FRACTION) -> float:
+                    refresh: int = SOLVENT_REFRESH, max_fraction: float = SOLVENT_MAX_FRACTION,
+                    stop: Callable[[], bool] | None = None) -> float | None:
     """Fill ``mean``'s missing wedge again under its object's support (in place; module docstring).
 
     ``mean``'s measured region is kept as it is (the wedge mask's share ``T``).
     Returns the share of the box the final support covers, or 0.0 when the
     pass did not run: the support covers more than ``max_fraction`` of the box,
-    or nothing (a flat volume)."""
+    or nothing (a flat volume). ``stop`` is asked before every iteration; when
+    it returns True, ``mean`` is left as it was and None is returned."""
     if mean.ndim != 3:
         raise ValueError(f"solvent flattening needs a 3D volume, got shape {mean.shape}")
     if iterations < 1 or refresh < 1:
@@ -109,6 +113,8 @@ def flatten_solvent(mean: np.ndarray, geometry: WedgeGeometry, *, iterations: in
     missing = 1.0 - measured
     x = np.asarray(mean, dtype=np.float32)
     for it in range(int(iterations)):
+        if stop is not None and stop():
+            return None
         if it and it % refresh == 0:
             support, level = object_support(x)
             if not support.any() or support.mean() > max_fraction:
