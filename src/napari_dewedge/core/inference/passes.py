@@ -8,7 +8,8 @@ says whether it ran; the generator is applied through :func:`.run.predict`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

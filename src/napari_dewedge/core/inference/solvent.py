@@ -29,7 +29,7 @@ Pure numpy (``scipy.fft``, ``scipy.ndimage``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import fft as _fft
