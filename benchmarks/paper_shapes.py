@@ -94,12 +94,12 @@ def _train(corrupted: list[np.ndarray], geometry, config, label: str, quiet: boo
     return pipeline.run_job(pipeline.train(data, spec), on_event=report).model
 
 
-def _apply(model, corrupted: np.ndarray, device, passes: bool = True) -> np.ndarray:
+def _apply(model, corrupted: np.ndarray, device, passes: bool = True, solvent: bool = False) -> np.ndarray:
     """The model applied with the wedge-gain calibration, the coarse pass, the fusion and the mirror
-    views (``passes``), or the tiles alone."""
+    views (``passes``; the solvent flattening too with ``solvent``), or the tiles alone."""
     from napari_dewedge.core import pipeline
 
-    spec = pipeline.ApplySpec(device=device, calibrate=passes, coarse=passes, fuse=passes,
+    spec = pipeline.ApplySpec(device=device, calibrate=passes, coarse=passes, fuse=passes, solvent=passes and solvent,
                               **({} if passes else {"views": 1}))
     return pipeline.run_job(pipeline.apply(model, corrupted, spec)).result.mean
 
@@ -126,7 +126,7 @@ def run_shape(shape: str, truths: list[np.ndarray], args, device, geometry) -> l
     cases = []
     for index, (truth, observed) in enumerate(zip(truths, corrupted)):
         t0 = time.perf_counter()
-        corrected = _apply(model, observed, device)
+        corrected = _apply(model, observed, device, solvent=args.solvent_flattening)
         apply_s = time.perf_counter() - t0
         plain = _apply(model, observed, device, passes=False)
         case = Case(
@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no training progress lines")
+    parser.add_argument("--solvent-flattening", action="store_true",
+                        help="apply with the solvent flattening (core/inference/solvent.py; off by default)")
     args = parser.parse_args(argv)
 
     import torch
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"# CryoGEN simple shapes: paper vs napari-dewedge\n\n"
         f"Wedge ±60° about y, {noise}; {sizes}; preset `{args.preset}`"
+        f"{'; applied with the solvent flattening' if args.solvent_flattening else ''}"
         f"{'' if args.steps is None else f' with {args.steps} steps'}"
         f"{'' if args.budget is None or args.steps is not None else f', trained {args.budget:g} s a shape'}; seed {args.seed}; "
         f"device {device_name}; torch {torch.__version__}, Python {platform.python_version()}; "

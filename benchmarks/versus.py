@@ -41,7 +41,9 @@ CryoGEN paper's shapes (``core/phantoms.paper_shapes``: a hollow sphere in
 140^3, a triangular prism in 96^3 in 10 random orientations), a ±60° wedge
 and no noise, as in the paper: every method trains one model on the prism's
 10 orientations together, is applied to each, and its row is the mean over
-them. Without noise both halves are the volume itself.
+them. Without noise both halves are the volume itself. ``--scenes betagal
+groel``: a real particle alone in its box, the beta-galactosidase and GroEL
+maps of ``../shared/data/maps`` (100^3), with a ±60° wedge and no noise.
 
     python benchmarks/versus.py --quick                 # 48^3, 40 s a method: a few minutes
     python benchmarks/versus.py --budget 300            # 96^3, 5 minutes a method (the issue's budget)
@@ -69,8 +71,12 @@ SCENES = {
     # the paper's protocol (sec. 5.1, app. A.7): its sizes, a +-60 degree wedge, no noise
     "sphere": dict(shape="sphere", tilt=(-60.0, 60.0)),
     "prism": dict(shape="prism", tilt=(-60.0, 60.0)),
+    # a real particle alone in its box: a single-particle map (../shared/data/maps), a +-60 degree wedge, no noise
+    "betagal": dict(map="betagal.mrc", tilt=(-60.0, 60.0)),
+    "groel": dict(map="groel_emd1997.map", tilt=(-60.0, 60.0)),
 }
-CELL_SCENES = tuple(name for name, spec in SCENES.items() if "shape" not in spec)
+CELL_SCENES = tuple(name for name, spec in SCENES.items() if "shape" not in spec and "map" not in spec)
+MAPS = REPO.parent / "shared" / "data" / "maps"
 
 
 @dataclass
@@ -106,6 +112,12 @@ def make_scene(name: str, size: int, small: bool = False, orientations: int = 10
 
     spec = SCENES[name]
     geometry = WedgeGeometry(*spec["tilt"], "y")
+    if "map" in spec:
+        from napari_dewedge.io import read_volume
+
+        truth = np.asarray(read_volume(MAPS / spec["map"]).data, dtype=np.float32)
+        full = [corrupt(truth, geometry, snr=None).astype(np.float32)]
+        return Scene([truth], full, full, full, geometry)
     if "shape" in spec:
         truths = paper_shapes(spec["shape"], orientations, small=small)
         full = [corrupt(t, geometry, snr=None).astype(np.float32) for t in truths]
@@ -169,7 +181,8 @@ def _config(method: str, device, seed: int, steps: int | None, budget_s: float |
 
 def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps: int | None):
     """Train for the budget on every volume of the scene together and apply to each; returns (volumes, seconds:
-    the training and every application, steps done: "done of planned" if cut, volumes of the tiles alone or None).
+    the training and every application, steps done: "done of planned" if cut, {label: volumes} of the same model
+    applied otherwise: ours' tiles alone, and its results with the solvent flattening where it runs).
 
     The baselines are applied as their papers do, tile by tile; ours with the
     wedge-gain calibration, the coarse pass, the fusion and the mirror views, and once more without
@@ -198,11 +211,19 @@ def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps
     model = outcome.model
     ours = method.startswith("ours")
     passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours, **({} if ours else {"views": 1}))
-    results = [pipeline.run_job(pipeline.apply(model, full, passes)).result.mean for full in scene.full]
+    finished = [pipeline.run_job(pipeline.apply(model, full, passes)).result for full in scene.full]
+    results = [r.mean for r in finished]
     seconds = time.perf_counter() - t0
     tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, views=1)
-    plain = ([pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean for full in scene.full]
-             if ours else None)
+    plain = {}  # the same model applied otherwise: label -> volumes
+    if ours:
+        plain["tiles alone"] = [pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean for full in scene.full]
+    if ours:  # the finished results with the solvent flattening (off by default), where it runs
+        from napari_dewedge.core.inference.passes import solvent_pass
+
+        flat = [r.mean.copy() for r in finished]
+        if sum(solvent_pass(model, full, m, scene.geometry) > 0 for full, m in zip(scene.full, flat)):
+            plain["solvent flattening"] = flat
     done = model.steps_done
     cut = model.training.get("stopped", False)
     return results, seconds, (f"{done} of {steps or 'the budget'}" if cut else done), plain
@@ -233,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=None, help="seconds of training a method (default 300)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the quick preset's)")
     parser.add_argument("--scenes", nargs="+", choices=tuple(SCENES), default=CELL_SCENES,
-                        help="default: the cell scenes; sphere and prism are the paper's shapes at its sizes")
+                        help="default: the cell scenes; sphere and prism are the paper's shapes at its sizes, "
+                             "betagal and groel single-particle maps")
     parser.add_argument("--orientations", type=int, default=None,
                         help="orientations of the prism, trained together (default 10; 2 with --quick)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=None,
@@ -267,13 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         scene = make_scene(name, size, small=args.quick, orientations=args.orientations or (2 if args.quick else 10))
         label = name if len(scene.truths) == 1 else f"{name} (mean of {len(scene.truths)})"
         count = "" if len(scene.truths) == 1 else f" x{len(scene.truths)} trained together"
-        noise = "no noise" if "shape" in SCENES[name] else f"SNR {SCENES[name]['snr']:g}"
+        noise = f"SNR {SCENES[name]['snr']:g}" if "snr" in SCENES[name] else "no noise"
         sizes.append(f"{name} {scene.truths[0].shape[0]}^3{count} ({noise}, wedge {scene.geometry})")
         volumes = {}
         for method in methods:
             print(f"[{name}] {method} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            steps = plain = seconds = None
+            steps = seconds = None
+            plain: dict = {}
             if method == "input":
                 results = scene.full
             elif method == "low-pass":
@@ -284,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             if seconds is None:
                 seconds = time.perf_counter() - t0
             row = score(label, method, results, scene.truths, scene.geometry, seconds, steps)
-            extra = [] if plain is None else [score(label, f"{method}, tiles alone", plain, scene.truths,
-                                                    scene.geometry, seconds, steps)]
+            extra = [score(label, f"{method}, {how}", volumes_of, scene.truths, scene.geometry, seconds, steps)
+                     for how, volumes_of in plain.items()]
             for r in (row, *extra):
                 print(f"  {table([r]).splitlines()[-1]}", file=sys.stderr, flush=True)
             rows += [row, *extra]

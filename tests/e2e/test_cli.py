@@ -85,14 +85,18 @@ def test_apply_same_result_as_engine(model_file, tomo, tmp_path):
     out, plain = tmp_path / "e.mrc", tmp_path / "p.mrc"
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(out), "--device", "cpu", "-q"]) == 0
     assert cli.main(["apply", str(tomo), "--model", str(model_file), "-o", str(plain), "--device", "cpu", "-q",
-                     "--no-wedge-gain", "--no-coarse-pass", "--no-fusion", "--no-second-pass", "--no-solvent-flattening",
-                     "--views", "1"]) == 0
+                     "--no-wedge-gain", "--no-coarse-pass", "--no-fusion", "--no-second-pass", "--views", "1"]) == 0
     model, volume = TrainedModel.load(model_file), read_volume(tomo).data
     expected = predict(model, volume, device="cpu", calibrate=True, coarse=True, fuse=True, views=4)  # the default
     assert expected.wedge_gains and expected.coarse_factor > 1 and expected.fused and expected.views == 4
     np.testing.assert_allclose(read_volume(out).data, expected.mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(read_volume(plain).data, predict(model, volume, device="cpu").mean, rtol=1e-5, atol=1e-5)
     assert not np.allclose(read_volume(out).data, read_volume(plain).data)
+    # the solvent flattening is off unless asked for
+    parser = cli.build_parser()
+    assert parser.parse_args(["apply", str(tomo), "--model", str(model_file), "-o", str(out)]).solvent is False
+    assert parser.parse_args(["apply", str(tomo), "--model", str(model_file), "-o", str(out),
+                              "--solvent-flattening"]).solvent is True
 
 
 # --- refusals -------------------------------------------------------------------

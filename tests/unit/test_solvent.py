@@ -66,20 +66,20 @@ def test_crowded_and_flat_volumes_are_left_alone():
         flatten_solvent(kept, WEDGE, iterations=0)
 
 
-def test_run_inference_flattens_noise_free_isolated_objects_only():
+def test_run_inference_flattens_noise_free_isolated_objects_when_asked_only():
     # a box and noise-estimate cubes (the model's subtomograms) large enough for the estimate to
     # tell the sphere's wedge-filtered edges from noise
     model = replace(_model(), subtomo_size=32)
     _, observed = _particle(96)
-    flat = predict(model, observed, device="cpu", fuse=True, views=1)
-    kept = predict(model, observed, device="cpu", fuse=True, solvent=False, views=1)
+    flat = predict(model, observed, device="cpu", fuse=True, solvent=True, views=1)
+    kept = predict(model, observed, device="cpu", fuse=True, views=1)  # off by default
     assert flat.solvent > 0 and kept.solvent == 0
     assert "solvent flattened" in flat.summary(8) and flat.settings()["solvent_support"] == round(flat.solvent, 4)
     assert np.abs(flat.mean - kept.mean).max() > 1e-3
     np.testing.assert_allclose(apply_wedge(flat.mean - kept.mean, WEDGE), 0, atol=1e-3)  # the wedge alone changed
-    assert not predict(model, observed, device="cpu", fuse=False, views=1).solvent  # only with the fusion
+    assert not predict(model, observed, device="cpu", fuse=False, solvent=True, views=1).solvent  # needs the fusion
     noisy = observed + np.random.default_rng(0).normal(0, 0.3, observed.shape).astype(np.float32)
-    assert not predict(model, noisy, device="cpu", fuse=True, views=1).solvent
+    assert not predict(model, noisy, device="cpu", fuse=True, solvent=True, views=1).solvent
 
 
 def test_a_stop_in_the_flattening_ends_the_run_and_leaves_the_volume():
@@ -95,12 +95,13 @@ def test_a_stop_in_the_flattening_ends_the_run_and_leaves_the_volume():
         calls["n"] += 1
         return False
 
-    assert list(run_inference(model, volume, device="cpu", fuse=True, views=1, stop=count))[-1].result.solvent > 0
+    run = list(run_inference(model, volume, device="cpu", fuse=True, solvent=True, views=1, stop=count))
+    assert run[-1].result.solvent > 0
     total, calls["n"] = calls["n"], 0  # the flattening asks before each of its iterations, last of all
 
     def late():
         calls["n"] += 1
         return calls["n"] > total - 10
 
-    last = list(run_inference(model, volume, device="cpu", fuse=True, views=1, stop=late))[-1]
+    last = list(run_inference(model, volume, device="cpu", fuse=True, solvent=True, views=1, stop=late))[-1]
     assert last.done and last.stopped and last.result is None

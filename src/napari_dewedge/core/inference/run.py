@@ -343,7 +343,7 @@ def run_inference(
     normalization: tuple[float, float] | None = None,
     second: bool = True,
     reliability: bool | None = None,
-    solvent: bool = True,
+    solvent: bool = False,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
 
@@ -400,7 +400,8 @@ def run_inference(
         views are averaged and the second pass. Default: with ``calibrate``.
     solvent
         Flatten the solvent (:mod:`.solvent`): fill the finished result's missing
-        wedge again under its object's support, last of all. Only with ``fuse``;
+        wedge again under its object's support, last of all (off by default: it
+        holds for a flat solvent, not for a real particle's map). Only with ``fuse``;
         skipped unless the volume is without noise to speak of and the object
         leaves most of the box empty, or when the volume is too large to
         transform in memory or has no wedge.
