@@ -18,15 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .passes import (
-    calibration_pass,
-    coarse_pass,
-    fusion_pass,
-    reliability_pass,
-    second_noise,
-    solvent_pass,
-    wedge_of,
-)
+from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, solvent_pass, wedge_of
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
 from .views import average_views, view_flips
 
@@ -55,8 +47,7 @@ class InferenceResult:
     ``mean`` is the prediction (the mean over samples when ``samples > 1``),
     ``std`` the per-voxel standard deviation over the samples (``ddof=0``) or
     None for a single sample. Both float32, ``(z, y, x)``, in the units of the
-    input (normalisation undone). ``solvent`` is the share of the box the
-    object's support covered where the solvent was flattened (:mod:`.solvent`), 0 where not.
+    input (normalisation undone). ``solvent``: the support's share of the box where flattened, or 0.
     """
 
     mean: np.ndarray
@@ -82,8 +73,7 @@ class InferenceResult:
                                                 (", fused with the data", self.fused),
                                                 (", second pass on its measured region", self.second),
                                                 (", wedge weighted by its halves' agreement", self.reliability),
-                                                (f", solvent flattened around an object of {self.solvent:.0%} of the box",
-                                                 self.solvent > 0),
+                                                (f", solvent flattened ({self.solvent:.0%} support)", self.solvent > 0),
                                                 (f", mean of {self.views} mirror views", self.views > 1)) if ran)
         return f"{tiles} tiles{passes} in {self.seconds:.1f} s on {self.device}"
 
@@ -399,12 +389,8 @@ def run_inference(
         shell and depth into the wedge (:mod:`.reliability`), once after the
         views are averaged and the second pass. Default: with ``calibrate``.
     solvent
-        Flatten the solvent (:mod:`.solvent`): fill the finished result's missing
-        wedge again under its object's support, last of all (off by default: it
-        holds for a flat solvent, not for a real particle's map). Only with ``fuse``;
-        skipped unless the volume is without noise to speak of and the object
-        leaves most of the box empty, or when the volume is too large to
-        transform in memory or has no wedge.
+        Flatten the solvent last (:mod:`.solvent`; for phantoms, not real maps). Only with ``fuse``, on
+        a volume without noise to speak of whose object leaves most of the box empty (and a wedge).
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
         the volume binned to about one subtomogram, its prediction taken for the
@@ -436,7 +422,7 @@ def run_inference(
     noise = second_noise(model, volume, geometry) if fuse and second else None
     flatten = bool(fuse and solvent)
     first = apply(volume, samples=samples, noise_scale=noise_scale, seed=seed, out=out, std_out=std_out, fuse=fuse)
-    if noise is None and not weigh and not flatten:
+    if noise is None and not (weigh or flatten):
         yield from first
         return
     yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
@@ -446,9 +432,8 @@ def run_inference(
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
               noise: float | None, weigh: bool, *, geometry: Any, amp: bool, normalization: Any,
               dev: Any, flatten: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[InferenceEvent]:
-    """``first``'s events, then the second pass on its result (fused with ``volume`` by the noise
-    power ``noise``; none when None), the reliability weights (with ``weigh``) and the solvent
-    flattening (with ``flatten``), one progress."""
+    """``first``'s events, then the second pass on its result (fused with ``volume`` by the noise power
+    ``noise``; none when None), the reliability weights (``weigh``) and the flattening (``flatten``)."""
     from .fusion import fuse_measured
     from .second import merge_second, second_input
 
@@ -483,8 +468,7 @@ def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[Inferen
     support = solvent_pass(model, volume, result.mean, geometry, stop=stop) if flatten else 0.0
     elapsed = time.perf_counter() - t0
     if support is None:  # stopped in the flattening, the last pass
-        yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, None, done=True,
-                             stopped=True, message="inference stopped")
+        yield InferenceEvent(span[1], span[1], 1, 1, elapsed, None, done=True, stopped=True, message="inference stopped")
         return
     result = replace(result, second=noise is not None, reliability=weighed, solvent=support, seconds=elapsed)
     yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, 0.0, done=True, result=result,

@@ -535,17 +535,15 @@ class Trainer:
         d_loss = energy = torch.zeros((), device=self.device)
         # with the energy term off (or on a step between two of its runs) its network is neither run nor trained
         run_energy = cfg.energy_weight > 0 and (k - 1) % cfg.energy_every == 0
-        # the prediction of the data feeds the energy and the fidelity terms only: on noise-free data (fidelity
-        # weight 0) the steps between two runs of the energy network skip it, forward and backward
+        # the prediction feeds the energy and fidelity terms only: skipped without both (noise-free data)
         fidelity_weight = self._noise_model["fidelity_weight"]
         if run_energy or fidelity_weight > 0:
             with self._amp():
-                pred = g(self._seen(y_in, T))
-            pred = pred.float()
+                pred = g(self._seen(y_in, T)).float()
             fidelity = L.fidelity_loss(pred, y_fid, T, self._noise_model["sigma_n"])
             self._fidelity_last = float(fidelity.detach())
         else:
-            fidelity = torch.zeros((), device=self.device)
+            fidelity = torch.zeros((), device=self.device)  # reported as the last one measured
         if run_energy:
             fake = L.rotate_each(pred, [WEDGE_MOVING_ROTATIONS[i] for i in rot_idx])
             if n_syn is not None:
@@ -578,7 +576,7 @@ class Trainer:
             "generator": float(loss.detach()),
             "energy_net": 0.0,
             "energy": 0.0,
-            "fidelity": self._fidelity_last,  # a step that skips the prediction: the last one measured
+            "fidelity": self._fidelity_last,
             "consistency": float(consistency.detach()),
             "noise_scale": scale,
             **(self._energy_log if cfg.energy_weight > 0 else {}),  # between two runs: the last run's
