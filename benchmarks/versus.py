@@ -217,12 +217,13 @@ def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps
     tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, views=1)
     plain = {}  # the same model applied otherwise: label -> volumes
     if ours:
-        plain["tiles alone"] = [pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean for full in scene.full]
-    if ours:  # the finished results with the solvent flattening (off by default), where it runs
         from napari_dewedge.core.inference.passes import solvent_pass
 
+        plain["tiles alone"] = [pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean for full in scene.full]
+        # the finished results with the solvent flattening (off by default), where it runs
         flat = [r.mean.copy() for r in finished]
-        if sum(solvent_pass(model, full, m, scene.geometry) > 0 for full, m in zip(scene.full, flat)):
+        shares = [solvent_pass(model, full, m, scene.geometry) for full, m in zip(scene.full, flat)]
+        if any(share > 0 for share in shares):
             plain["solvent flattening"] = flat
     done = model.steps_done
     cut = model.training.get("stopped", False)

@@ -432,8 +432,7 @@ def run_inference(
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
               noise: float | None, weigh: bool, *, geometry: Any, amp: bool, normalization: Any,
               dev: Any, flatten: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[InferenceEvent]:
-    """``first``'s events, then the second pass on its result (fused with ``volume`` by the noise power
-    ``noise``; none when None), the reliability weights (``weigh``) and the flattening (``flatten``)."""
+    """``first``'s events, then the second pass (``noise``), the reliability weights and the flattening."""
     from .fusion import fuse_measured
     from .second import merge_second, second_input
 
@@ -468,7 +467,8 @@ def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[Inferen
     support = solvent_pass(model, volume, result.mean, geometry, stop=stop) if flatten else 0.0
     elapsed = time.perf_counter() - t0
     if support is None:  # stopped in the flattening, the last pass
-        yield InferenceEvent(span[1], span[1], 1, 1, elapsed, None, done=True, stopped=True, message="inference stopped")
+        yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, None, done=True, stopped=True,
+                             message="inference stopped")
         return
     result = replace(result, second=noise is not None, reliability=weighed, solvent=support, seconds=elapsed)
     yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, 0.0, done=True, result=result,
