@@ -94,9 +94,9 @@ def _train(corrupted: list[np.ndarray], geometry, config, label: str, quiet: boo
     return pipeline.run_job(pipeline.train(data, spec), on_event=report).model
 
 
-def _apply(model, corrupted: np.ndarray, device, passes: bool = True, solvent: bool = False) -> np.ndarray:
-    """The model applied with the wedge-gain calibration, the coarse pass, the fusion and the mirror
-    views (``passes``; the solvent flattening too with ``solvent``), or the tiles alone."""
+def _apply(model, corrupted: np.ndarray, device, passes: bool = True, solvent: bool = True) -> np.ndarray:
+    """The model applied with the wedge-gain calibration, the coarse pass, the fusion, the mirror views
+    and the solvent flattening (``passes``; without the flattening unless ``solvent``), or the tiles alone."""
     from napari_dewedge.core import pipeline
 
     spec = pipeline.ApplySpec(device=device, calibrate=passes, coarse=passes, fuse=passes, solvent=passes and solvent,
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no training progress lines")
-    parser.add_argument("--solvent-flattening", action="store_true",
-                        help="apply with the solvent flattening (core/inference/solvent.py; off by default)")
+    parser.add_argument("--no-solvent-flattening", dest="solvent_flattening", action="store_false",
+                        help="apply without the solvent flattening (core/inference/solvent.py)")
     args = parser.parse_args(argv)
 
     import torch
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"# CryoGEN simple shapes: paper vs napari-dewedge\n\n"
         f"Wedge ±60° about y, {noise}; {sizes}; preset `{args.preset}`"
-        f"{'; applied with the solvent flattening' if args.solvent_flattening else ''}"
+        f"{'' if args.solvent_flattening else '; applied without the solvent flattening'}"
         f"{'' if args.steps is None else f' with {args.steps} steps'}"
         f"{'' if args.budget is None or args.steps is not None else f', trained {args.budget:g} s a shape'}; seed {args.seed}; "
         f"device {device_name}; torch {torch.__version__}, Python {platform.python_version()}; "

@@ -27,8 +27,11 @@ project's networks and training loop, so that only the objective differs):
   (``core/inference/calibration.py``), the coarse pass
   (``core/inference/coarse.py``) and the measured-region fusion
   (``core/inference/fusion.py``), averaged over four mirror views
-  (``core/inference/views.py``); the same model without them (one view) is
-  scored as ``ours, tiles alone`` (no extra training);
+  (``core/inference/views.py``), then the solvent flattening where it holds
+  (``core/inference/solvent.py``: noise-free isolated objects whose data agree
+  with a flat solvent; ``ours, no solvent flattening`` where it was kept); the
+  same model without any of them (one view) is scored as ``ours, tiles alone``
+  (no extra training);
 - ``ours-halves``: the same on the even/odd halves (Noise2Noise fidelity);
 - ``ours-standard``, ``ours-thorough``: ours with the GPU presets (larger
   subtomograms and network), run by default when CUDA is there.
@@ -182,7 +185,7 @@ def _config(method: str, device, seed: int, steps: int | None, budget_s: float |
 def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps: int | None):
     """Train for the budget on every volume of the scene together and apply to each; returns (volumes, seconds:
     the training and every application, steps done: "done of planned" if cut, {label: volumes} of the same model
-    applied otherwise: ours' tiles alone, and its results with the solvent flattening where it runs).
+    applied otherwise: ours' tiles alone, and its results without the solvent flattening where it was kept).
 
     The baselines are applied as their papers do, tile by tile; ours with the
     wedge-gain calibration, the coarse pass, the fusion and the mirror views, and once more without
@@ -210,21 +213,22 @@ def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps
         timer.cancel()
     model = outcome.model
     ours = method.startswith("ours")
-    passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours, **({} if ours else {"views": 1}))
-    finished = [pipeline.run_job(pipeline.apply(model, full, passes)).result for full in scene.full]
-    results = [r.mean for r in finished]
-    seconds = time.perf_counter() - t0
-    tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, views=1)
+    # the solvent flattening, ours' last pass, is run below on copies: the same model's results without it
+    passes = pipeline.ApplySpec(device=device, calibrate=ours, coarse=ours, fuse=ours, solvent=False,
+                                **({} if ours else {"views": 1}))
+    results = [pipeline.run_job(pipeline.apply(model, full, passes)).result.mean for full in scene.full]
     plain = {}  # the same model applied otherwise: label -> volumes
     if ours:
         from napari_dewedge.core.inference.passes import solvent_pass
 
+        unflattened = [r.copy() for r in results]
+        flats = [solvent_pass(model, full, r, scene.geometry) for full, r in zip(scene.full, results)]
+        if any(f.kept for f in flats):
+            plain["no solvent flattening"] = unflattened
+    seconds = time.perf_counter() - t0
+    if ours:
+        tiles = pipeline.ApplySpec(device=device, calibrate=False, coarse=False, fuse=False, solvent=False, views=1)
         plain["tiles alone"] = [pipeline.run_job(pipeline.apply(model, full, tiles)).result.mean for full in scene.full]
-        # the finished results with the solvent flattening (off by default), where it runs
-        flat = [r.mean.copy() for r in finished]
-        shares = [solvent_pass(model, full, m, scene.geometry) for full, m in zip(scene.full, flat)]
-        if any(share > 0 for share in shares):
-            plain["solvent flattening"] = flat
     done = model.steps_done
     cut = model.training.get("stopped", False)
     return results, seconds, (f"{done} of {steps or 'the budget'}" if cut else done), plain

@@ -92,11 +92,11 @@ def test_apply_same_result_as_engine(model_file, tomo, tmp_path):
     np.testing.assert_allclose(read_volume(out).data, expected.mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(read_volume(plain).data, predict(model, volume, device="cpu").mean, rtol=1e-5, atol=1e-5)
     assert not np.allclose(read_volume(out).data, read_volume(plain).data)
-    # the solvent flattening is off unless asked for
+    # the solvent flattening is on unless turned off
     parser = cli.build_parser()
-    assert parser.parse_args(["apply", str(tomo), "--model", str(model_file), "-o", str(out)]).solvent is False
+    assert parser.parse_args(["apply", str(tomo), "--model", str(model_file), "-o", str(out)]).solvent is True
     assert parser.parse_args(["apply", str(tomo), "--model", str(model_file), "-o", str(out),
-                              "--solvent-flattening"]).solvent is True
+                              "--no-solvent-flattening"]).solvent is False
 
 
 # --- refusals -------------------------------------------------------------------

@@ -138,7 +138,7 @@ def test_form_and_shared_wedge_state(viewer):
     assert widget.settings()["second"] is True and widget.second_check.isChecked()
     assert widget.settings()["calibrate"] is True and widget.calibrate_check.isChecked()
     assert widget.settings()["mirror"] is True and widget._passes(widget.settings())["views"] == 4
-    assert widget.settings()["solvent"] is False and not widget.solvent_check.isChecked()  # off by default
+    assert widget.settings()["solvent"] is True and widget.solvent_check.isChecked()
     widget.set_settings(noise_scale=None, seed=None, samples=3, coarse=False, fuse=False, calibrate=False,
                         second=False, mirror=False, solvent=False)
     s = widget.settings()

@@ -11,7 +11,7 @@ from scipy import fft
 
 from napari_dewedge.core import phantoms
 from napari_dewedge.core.inference import predict, run_inference
-from napari_dewedge.core.inference.solvent import flatten_solvent, object_support
+from napari_dewedge.core.inference.solvent import SOLVENT_MAX_RESIDUAL, Flattening, flatten_solvent, object_support
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_mask
 
 from .test_calibration import _smooth
@@ -44,8 +44,8 @@ def test_the_support_holds_the_object_and_the_level_is_the_solvent():
 def test_flattening_fills_the_wedge_of_an_isolated_object_and_keeps_the_measured_region():
     truth, observed = _particle()
     result = observed.copy()
-    share = flatten_solvent(result, WEDGE, iterations=150)
-    assert 0 < share < 0.5
+    flat = flatten_solvent(result, WEDGE)
+    assert flat.kept and 0 < flat.support < 0.5 and flat.residual < SOLVENT_MAX_RESIDUAL
     measured = np.asarray(wedge_mask(truth.shape, WEDGE)) > 0.999
     before, after = fft.rfftn(observed), fft.rfftn(result)
     np.testing.assert_allclose(np.broadcast_to(measured, after.shape) * after,
@@ -56,30 +56,49 @@ def test_flattening_fills_the_wedge_of_an_isolated_object_and_keeps_the_measured
 def test_crowded_and_flat_volumes_are_left_alone():
     crowded = apply_wedge(_smooth((32, 32, 32), 3, sigma=2.0), WEDGE).astype(np.float32)
     kept = crowded.copy()
-    assert flatten_solvent(crowded, WEDGE) == 0.0
+    assert flatten_solvent(crowded, WEDGE) == Flattening()  # not run
     np.testing.assert_array_equal(crowded, kept)
     flat = np.ones((16, 16, 16), np.float32)
-    assert flatten_solvent(flat, WEDGE) == 0.0 and (flat == 1).all()
+    assert not flatten_solvent(flat, WEDGE).ran and (flat == 1).all()
     with pytest.raises(ValueError, match="3D"):
         flatten_solvent(np.zeros((4, 4), np.float32), WEDGE)
     with pytest.raises(ValueError, match="at least 1"):
         flatten_solvent(kept, WEDGE, iterations=0)
 
 
-def test_run_inference_flattens_noise_free_isolated_objects_when_asked_only():
+def test_a_solvent_that_is_not_flat_leaves_the_volume_as_it_was():
+    # faint density all round the object, below the support's threshold, as round a real particle
+    truth, _ = _particle()
+    halo = _smooth(truth.shape, 1, sigma=2.0)
+    observed = apply_wedge(truth + 0.05 * halo / np.abs(halo).max(), WEDGE).astype(np.float32)
+    result = observed.copy()
+    flat = flatten_solvent(result, WEDGE)
+    assert flat.ran and not flat.kept and flat.residual > SOLVENT_MAX_RESIDUAL
+    np.testing.assert_array_equal(result, observed)
+    assert "left as it was" in flat.summary() and flat.record() == {"solvent_support": 0.0,
+                                                                    "solvent_residual": round(flat.residual, 4)}
+    # the same halo at a fiftieth of the object's height is flat enough
+    assert flatten_solvent(apply_wedge(truth + 0.02 * halo / np.abs(halo).max(), WEDGE).astype(np.float32),
+                           WEDGE).kept
+
+
+def test_run_inference_flattens_noise_free_isolated_objects_by_default():
     # a box and noise-estimate cubes (the model's subtomograms) large enough for the estimate to
     # tell the sphere's wedge-filtered edges from noise
     model = replace(_model(), subtomo_size=32)
     _, observed = _particle(96)
-    flat = predict(model, observed, device="cpu", fuse=True, solvent=True, views=1)
-    kept = predict(model, observed, device="cpu", fuse=True, views=1)  # off by default
-    assert flat.solvent > 0 and kept.solvent == 0
-    assert "solvent flattened" in flat.summary(8) and flat.settings()["solvent_support"] == round(flat.solvent, 4)
+    flat = predict(model, observed, device="cpu", fuse=True, views=1)
+    kept = predict(model, observed, device="cpu", fuse=True, solvent=False, views=1)
+    assert flat.solvent.kept and not kept.solvent.ran
+    assert "solvent flattened" in flat.summary(8)
+    assert flat.settings()["solvent_support"] == round(flat.solvent.support, 4) > 0
+    assert 0 <= flat.settings()["solvent_residual"] < SOLVENT_MAX_RESIDUAL
+    assert kept.settings()["solvent_support"] == 0 and kept.settings()["solvent_residual"] is None
     assert np.abs(flat.mean - kept.mean).max() > 1e-3
     np.testing.assert_allclose(apply_wedge(flat.mean - kept.mean, WEDGE), 0, atol=1e-3)  # the wedge alone changed
-    assert not predict(model, observed, device="cpu", fuse=False, solvent=True, views=1).solvent  # needs the fusion
+    assert not predict(model, observed, device="cpu", fuse=False, views=1).solvent.ran  # needs the fusion
     noisy = observed + np.random.default_rng(0).normal(0, 0.3, observed.shape).astype(np.float32)
-    assert not predict(model, noisy, device="cpu", fuse=True, solvent=True, views=1).solvent
+    assert not predict(model, noisy, device="cpu", fuse=True, views=1).solvent.ran
 
 
 def test_a_stop_in_the_flattening_ends_the_run_and_leaves_the_volume():
@@ -96,7 +115,7 @@ def test_a_stop_in_the_flattening_ends_the_run_and_leaves_the_volume():
         return False
 
     run = list(run_inference(model, volume, device="cpu", fuse=True, solvent=True, views=1, stop=count))
-    assert run[-1].result.solvent > 0
+    assert run[-1].result.solvent.kept
     total, calls["n"] = calls["n"], 0  # the flattening asks before each of its iterations, last of all
 
     def late():

@@ -225,11 +225,11 @@ def _add_inference(p: argparse.ArgumentParser, fit_too: bool = False) -> None:
                    help="skip the second pass, which applies the model again to the measured region of its "
                         "fused result, fuses that with the data too and keeps it everywhere but in the missing "
                         "wedge's lowest frequencies (with the fusion, on noisy tomograms; twice the time)")
-    g.add_argument("--solvent-flattening", dest="solvent", action="store_true",
-                   help="fill the missing wedge again so that the density outside the object's support is flat "
-                        "(with the fusion, on noise-free volumes whose object leaves most of the box empty and "
-                        "whose solvent is truly flat, such as a phantom; not for real maps, whose faint density "
-                        "it flattens away)")
+    g.add_argument("--no-solvent-flattening", dest="solvent", action="store_false",
+                   help="skip the solvent flattening, which fills the missing wedge again so that the density "
+                        "outside the object's support is flat (with the fusion, on noise-free volumes whose "
+                        "object leaves most of the box empty; kept only where a flat solvent agrees with the "
+                        "measured data, as for a phantom, not for a real particle's map)")
     g.add_argument("--views", type=_positive_int, default=None, metavar="N",
                    help="average the whole application over N mirror views of the tomogram that keep its "
                         "missing wedge in place (default: 4, the views every wedge keeps; 1: off; 8 for a "
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest in (("--tile", "tile"), ("--tile-batch", "tile_batch")):
         p.add_argument(flag, dest=dest, type=_positive_int, default=None, help=argparse.SUPPRESS)
     _add_common(p)
-    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, second=True, solvent=False,
+    p.set_defaults(func=cmd_demo, samples=1, calibrate=True, coarse=True, fuse=True, second=True, solvent=True,
                    views=None, apply_noise_scale=None, overlap=None, checkpoint=None)
     return parser
 

@@ -273,7 +273,7 @@ def _apply_one(model, volume, voxel_size, args: argparse.Namespace, device: Any,
                               batch_size=getattr(args, "tile_batch", None), voxel_size=tuple(voxel_size),
                               calibrate=getattr(args, "calibrate", True), coarse=getattr(args, "coarse", True),
                               fuse=getattr(args, "fuse", True), second=getattr(args, "second", True),
-                              solvent=getattr(args, "solvent", False), **views)
+                              solvent=getattr(args, "solvent", True), **views)
     bar: Progress | None = None
     result = None
     try:

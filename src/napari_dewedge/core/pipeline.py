@@ -102,8 +102,8 @@ class ApplySpec:
     again, and taken everywhere but in the wedge's lowest frequencies.
     ``solvent``: with ``fuse``, the solvent flattening (:mod:`.inference.solvent`):
     the missing wedge filled again under the object's support, on volumes without
-    noise to speak of whose object leaves most of the box empty. Off by default:
-    it holds for a flat solvent (phantoms), not for a real particle's map.
+    noise to speak of whose object leaves most of the box empty, and kept only where
+    a flat solvent agrees with the measured data (phantoms, not a real particle's map).
     ``views``: the whole application run on this many mirror views of the volume
     that keep its wedge in place, and averaged (:mod:`.inference.views`; 1: off).
 
@@ -124,7 +124,7 @@ class ApplySpec:
     coarse: bool = True
     fuse: bool = True
     second: bool = True
-    solvent: bool = False
+    solvent: bool = True
     views: int = MIRROR_VIEWS
 
 

@@ -45,10 +45,10 @@ def _double(lo: float, hi: float, step: float, decimals: int, suffix: str, tip: 
     spin.setKeyboardTracking(False)
     return spin
 
-def _pass_check(form: Any, text: str, tip: str, checked: bool = True) -> QCheckBox:
-    """A box (checked unless told) for one of the application's passes, added as a row of ``form``."""
+def _pass_check(form: Any, text: str, tip: str) -> QCheckBox:
+    """A checked box for one of the application's passes, added as a row of ``form``."""
     box = QCheckBox(text)
-    box.setChecked(checked)
+    box.setChecked(True)
     box.setToolTip(tip)
     form.layout().addRow("", box)
     return box
@@ -138,12 +138,11 @@ def build_layout(w: Any) -> None:
                                  "with the data too: cleaner measured frequencies and a truer filling of the "
                                  "wedge's fine detail, in twice the time (with the fusion, on noisy tomograms)")
     w.solvent_check = _pass_check(w.form, "Flatten the solvent",
-                                  "Off by default. On a noise-free volume whose object leaves most of the box "
-                                  "empty and whose solvent is truly flat (a phantom, a simulation), fill the "
+                                  "On a noise-free volume whose object leaves most of the box empty, fill the "
                                   "missing wedge again so that the density outside the object is flat, keeping "
-                                  "the measured data. Not for real maps: their faint density and ripples around "
-                                  "the particle are flattened away. Noisy or crowded tomograms are left as they are",
-                                  checked=False)
+                                  "the measured data; kept only where a flat solvent agrees with those data (a "
+                                  "phantom, a simulation), not where faint density surrounds the object (a real "
+                                  "particle's map). Noisy or crowded tomograms are left as they are")
     w.fuse_check.toggled.connect(w.second_check.setEnabled)  # the second pass fuses its result too
     w.fuse_check.toggled.connect(w.solvent_check.setEnabled)  # the flattening keeps the fused data
     w.pass_checks = {"calibrate": w.calibrate_check, "coarse": w.coarse_check, "fuse": w.fuse_check,

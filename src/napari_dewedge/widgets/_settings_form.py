@@ -20,12 +20,8 @@ __all__ = ["SettingsForm", "FORM_EXCLUDED", "form_settings", "preset_values", "b
 FORM_EXCLUDED = ("preview_every", "amp")
 #: Form values that belong to the application, not to the training configuration.
 #: The application's passes, each a checkbox of the Dewedge widget (``mirror``: the mean of four
-#: mirror views, ``ApplySpec(views=4)``), on by default but those of :data:`PASSES_OFF`.
+#: mirror views, ``ApplySpec(views=4)``), each on by default.
 PASS_KEYS = ("calibrate", "coarse", "fuse", "mirror", "second", "solvent")
-
-#: The passes off by default: the solvent flattening holds for a flat solvent only (phantoms); on a
-#: real particle's map it cost 7.8 dB (docs/benchmarks).
-PASSES_OFF = ("solvent",)
 APPLY_KEYS = ("preset", "samples", *PASS_KEYS)
 _INT_MAX = 10_000_000
 
@@ -156,7 +152,7 @@ def preset_values(name: str, **changes: Any) -> dict[str, Any]:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = TrainingConfig.preset(name)
     values: dict[str, Any] = {"preset": name, "samples": 1,
-                              **{key: key not in PASSES_OFF for key in PASS_KEYS}}
+                              **dict.fromkeys(PASS_KEYS, True)}
     values.update({s.name: s.value_in(config) for s in form_settings()})
     for key in changes:
         if key not in values:

@@ -15,6 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import TrainedModel
+    from .solvent import Flattening
 
 __all__ = ["calibration_pass", "coarse_pass", "fusion_pass", "reliability_pass", "second_noise", "solvent_pass",
            "wedge_of"]
@@ -119,17 +120,18 @@ def second_noise(model: "TrainedModel", volume: np.ndarray, geometry: Any) -> fl
 
 
 def solvent_pass(model: "TrainedModel", volume: np.ndarray, mean: np.ndarray, geometry: Any,
-                 stop: Callable[[], bool] | None = None) -> float | None:
+                 stop: Callable[[], bool] | None = None) -> "Flattening | None":
     """Flatten the solvent of ``mean`` (in place, :mod:`.solvent`) when ``volume`` is without noise to speak
-    of, whose measured region the fusion gave back exactly; the share of the box the object's support
-    covers, 0.0 when skipped (a noisy or crowded volume, one too large to transform in memory, no wedge),
-    or None when ``stop`` ended it (``mean`` unchanged)."""
+    of, whose measured region the fusion gave back exactly, and keep it where the data agree with a flat
+    solvent; what it did (a :class:`~.solvent.Flattening` that did not run for a noisy or crowded volume,
+    one too large to transform in memory, or without a wedge), or None when ``stop`` ended it (``mean``
+    unchanged)."""
     from .fusion import FUSION_MAX_VOXELS, volume_noise_power
-    from .solvent import flatten_solvent
+    from .solvent import Flattening, flatten_solvent
 
     wedge = wedge_of(model, geometry)
     if wedge is None or volume.size > FUSION_MAX_VOXELS:
-        return 0.0
+        return Flattening()
     if volume_noise_power(volume, wedge, cube=int(model.subtomo_size)) > 0:
-        return 0.0
+        return Flattening()
     return flatten_solvent(mean, wedge, stop=stop)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, solvent_pass, wedge_of
+from .solvent import Flattening
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
 from .views import average_views, view_flips
 
@@ -47,8 +48,7 @@ class InferenceResult:
     ``mean`` is the prediction (the mean over samples when ``samples > 1``),
     ``std`` the per-voxel standard deviation over the samples (``ddof=0``) or
     None for a single sample. Both float32, ``(z, y, x)``, in the units of the
-    input (normalisation undone). ``solvent``: the support's share of the box where flattened, or 0.
-    """
+    input (normalisation undone). ``solvent``: what the solvent flattening did (:class:`.solvent.Flattening`)."""
 
     mean: np.ndarray
     std: np.ndarray | None = None
@@ -64,7 +64,7 @@ class InferenceResult:
     views: int = 1
     second: bool = False
     reliability: bool = False
-    solvent: float = 0.0
+    solvent: Flattening = Flattening()
 
     def summary(self, tiles: int) -> str:
         """One line for a status bar: ``tiles`` tile predictions a view, the passes that ran, the time."""
@@ -73,7 +73,7 @@ class InferenceResult:
                                                 (", fused with the data", self.fused),
                                                 (", second pass on its measured region", self.second),
                                                 (", wedge weighted by its halves' agreement", self.reliability),
-                                                (f", solvent flattened ({self.solvent:.0%} support)", self.solvent > 0),
+                                                (self.solvent.summary(), self.solvent.ran),
                                                 (f", mean of {self.views} mirror views", self.views > 1)) if ran)
         return f"{tiles} tiles{passes} in {self.seconds:.1f} s on {self.device}"
 
@@ -90,7 +90,7 @@ class InferenceResult:
             "views": self.views,
             "second_pass": self.second,
             "reliability": self.reliability,
-            "solvent_support": round(self.solvent, 4),
+            **self.solvent.record(),
             "device": self.device,
             "seconds": round(self.seconds, 3),
         }
@@ -333,7 +333,7 @@ def run_inference(
     normalization: tuple[float, float] | None = None,
     second: bool = True,
     reliability: bool | None = None,
-    solvent: bool = False,
+    solvent: bool = True,
 ) -> Iterator[InferenceEvent]:
     """Apply ``model``'s generator to the whole ``volume`` in blended tiles.
 
@@ -389,8 +389,8 @@ def run_inference(
         shell and depth into the wedge (:mod:`.reliability`), once after the
         views are averaged and the second pass. Default: with ``calibrate``.
     solvent
-        Flatten the solvent last (:mod:`.solvent`; for phantoms, not real maps). Only with ``fuse``, on
-        a volume without noise to speak of whose object leaves most of the box empty (and a wedge).
+        Flatten the solvent last (:mod:`.solvent`): with ``fuse``, on a noise-free volume whose object leaves
+        most of the box empty, kept where a flat solvent agrees with the measured data (phantoms, not maps).
     coarse
         Run the coarse pass (:mod:`.coarse`) after the tiles: the generator on
         the volume binned to about one subtomogram, its prediction taken for the
@@ -464,13 +464,13 @@ def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[Inferen
             return
         merge_second(result.mean, fuse_measured(later.mean, volume, wedge, noise), wedge)
     weighed = reliability_pass(model, volume, result.mean, geometry, dev, amp, normalization) if weigh else False
-    support = solvent_pass(model, volume, result.mean, geometry, stop=stop) if flatten else 0.0
+    flat = solvent_pass(model, volume, result.mean, geometry, stop=stop) if flatten else Flattening()
     elapsed = time.perf_counter() - t0
-    if support is None:  # stopped in the flattening, the last pass
+    if flat is None:  # stopped in the flattening, the last pass
         yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, None, done=True, stopped=True,
                              message="inference stopped")
         return
-    result = replace(result, second=noise is not None, reliability=weighed, solvent=support, seconds=elapsed)
+    result = replace(result, second=noise is not None, reliability=weighed, solvent=flat, seconds=elapsed)
     yield InferenceEvent(span[1], span[1], result.samples, result.samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(tiles))
 
