@@ -100,6 +100,7 @@ class Flattening(NamedTuple):
 
     @property
     def ran(self) -> bool:
+        """Whether the projections ran (kept or not)."""
         return self.support > 0
 
     def summary(self) -> str:
