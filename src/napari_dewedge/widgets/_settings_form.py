@@ -151,8 +151,7 @@ def preset_values(name: str, **changes: Any) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = TrainingConfig.preset(name)
-    values: dict[str, Any] = {"preset": name, "samples": 1,
-                              **dict.fromkeys(PASS_KEYS, True)}
+    values: dict[str, Any] = {"preset": name, "samples": 1, **dict.fromkeys(PASS_KEYS, True)}
     values.update({s.name: s.value_in(config) for s in form_settings()})
     for key in changes:
         if key not in values:

@@ -170,9 +170,8 @@ def flatten_solvent(mean: np.ndarray, geometry: WedgeGeometry, *, iterations: in
                 break
         x = _fft.irfftn(kept + missing * _fft.rfftn(np.where(support, x, np.float32(level))), s=shape)
     flat = measured * _fft.rfftn(np.where(support, x, np.float32(level)))
-    data = kept.copy()
-    data.flat[0] = 0  # the mean: the solvent's level sets it
-    residual = float(np.sqrt(np.sum(np.abs(flat - kept) ** 2) / max(float(np.sum(np.abs(data) ** 2)), 1e-30)))
+    power = float(np.sum(np.abs(kept) ** 2)) - float(abs(kept.flat[0]) ** 2)  # the mean left out: the level sets it
+    residual = float(np.sqrt(np.sum(np.abs(flat - kept) ** 2) / max(power, 1e-30)))
     keep = residual <= max_residual
     if keep:
         mean[...] = x
