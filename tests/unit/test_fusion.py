@@ -40,6 +40,29 @@ def test_noise_free_data_restore_the_measured_region_and_keep_the_wedge():
     assert _mse(fused, truth) < _mse(prediction, truth)
 
 
+def test_fine_detail_alone_in_its_box_reads_as_noise_free():
+    """A noise-free object with fine detail: the cubes' windows spread its detail into the wedge, which
+    read as white noise (the volume's variance only 6 times it: noisy); the whole volume's wedge holds
+    nothing, so its measured region is the data's (GroEL's map at 2 A was read as noisy this way)."""
+    from scipy.ndimage import gaussian_filter
+
+    from napari_dewedge.core.inference.fusion import volume_noise
+    from napari_dewedge.core.training.noise import estimate_noise, noise_free
+    from napari_dewedge.core.training.sampling import epoch_pool, extract_subtomograms
+
+    speckle = (np.random.default_rng(0).random((20, 20, 20)) < 0.2).astype(np.float32)
+    truth = np.zeros((64, 64, 64), np.float32)
+    truth[22:42, 22:42, 22:42] = gaussian_filter(speckle, 0.7)
+    observed = apply_wedge(truth, WEDGE).astype(np.float32)
+    pos, _ = epoch_pool(observed.shape, 24, 48, [0, 7919], order=False)
+    cubes_alone = estimate_noise(extract_subtomograms(observed, pos, 24), WEDGE)
+    central = float(observed[16:48, 16:48, 16:48].var())
+    assert not noise_free(cubes_alone.white_std, central)  # what the cubes alone said
+    estimate, _ = volume_noise(observed, WEDGE, cube=24)
+    assert estimate.white_std < 1e-3 * cubes_alone.white_std
+    assert volume_noise_power(observed, WEDGE, cube=24) == 0.0
+
+
 def test_noisy_data_leave_a_good_prediction_alone():
     shape = (32, 32, 32)
     truth = _smooth(shape, 2)

@@ -21,7 +21,7 @@ from napari_dewedge.core.training import (
     fit,
     plan_subtomo_size,
 )
-from napari_dewedge.core.training.noise import noise_free, resolve_noise
+from napari_dewedge.core.training.noise import noise_free, resolve_noise, tomogram_noise, whole_wedge_power
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
 
 from ..conftest import requires_cuda
@@ -115,6 +115,21 @@ def test_noise_estimate_tells_white_from_wedge_filtered() -> None:
     assert wedged.wedge_std == pytest.approx(1.0, rel=0.1)
     assert wedged.white_std < 0.2
     assert NoiseEstimate.from_dict(wedged.to_dict()) == wedged
+
+
+def test_the_whole_volume_bounds_the_white_noise() -> None:
+    rng = np.random.default_rng(1)
+    noise = 0.5 * rng.standard_normal((40, 44, 48)).astype(np.float32)
+    assert whole_wedge_power(noise, GEOMETRY) == pytest.approx(0.25, rel=0.05)
+    assert whole_wedge_power(apply_wedge(noise, GEOMETRY), GEOMETRY) < 1e-10  # no window, no leakage
+    assert whole_wedge_power(noise, WedgeGeometry(-90, 90, "y")) is None  # no missing wedge
+    cubes = np.stack([noise[:24, :24, :24], noise[16:40, 20:44, 24:48], noise[8:32, 10:34, 0:24]])
+    alone = estimate_noise(cubes, GEOMETRY)
+    bounded = tomogram_noise(noise, cubes, GEOMETRY)
+    assert bounded.white_std == pytest.approx(alone.white_std, rel=0.1)  # white noise: the two agree
+    # in normalised units: the bound is divided by the normalisation's variance
+    assert tomogram_noise(4 * noise, cubes, GEOMETRY, std=4.0).white_std == pytest.approx(bounded.white_std, rel=1e-4)
+    assert estimate_noise(cubes, GEOMETRY, white_bound=0.0).white_std == 0.0
 
 
 # -- the loop --------------------------------------------------------------------------

@@ -52,18 +52,19 @@ def volume_noise(volume: Any, geometry: WedgeGeometry, *, cube: int = 32, cubes:
                  seed: int = 0) -> tuple[Any, float]:
     """The noise of ``volume`` (in its units) and the measured fraction it was estimated at.
 
-    :func:`~napari_dewedge.core.training.noise.estimate_noise` on ``cubes``
-    cubes of edge ``cube`` at seeded random positions; returns the
+    :func:`~napari_dewedge.core.training.noise.tomogram_noise` on ``cubes``
+    cubes of edge ``cube`` at seeded random positions (the white level bounded by the whole
+    volume's); returns the
     :class:`~napari_dewedge.core.training.noise.NoiseEstimate` and the
     measured fraction of Fourier space of those cubes.
     """
-    from ..training.noise import estimate_noise
+    from ..training.noise import tomogram_noise
     from ..training.sampling import epoch_pool, extract_subtomograms
 
     shape = tuple(int(s) for s in np.shape(volume))
     size = int(min(cube, *shape))
     pos, _ = epoch_pool(shape, size, cubes, [int(seed), 7919], order=False)
-    est = estimate_noise(extract_subtomograms(volume, pos, size), geometry)
+    est = tomogram_noise(volume, extract_subtomograms(volume, pos, size), geometry)
     return est, max(measured_fraction((size,) * 3, geometry), 1e-6)
 
 

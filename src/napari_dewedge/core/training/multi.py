@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..wedge import measured_fraction
-from .noise import estimate_noise, resolve_noise
+from .noise import resolve_noise, tomogram_noise
 from .sampling import (
     TrainingSource,
     check_training_volume,
@@ -118,7 +118,7 @@ def prepare_sources(trainer: "Trainer") -> None:
             pos, _ = epoch_pool(tuple(source.volume.shape), size, 48 if size <= 48 else 24, seed, order=False)
             seen = source.even if source.even is not None else source.volume  # what the network is given
             cubes = _normalized(source, extract_subtomograms(seen, pos, size))
-            source.noise = estimate_noise(cubes, source.geometry)
+            source.noise = tomogram_noise(seen, cubes, source.geometry, source.normalization["std"])
         source.noise_model = resolve_noise(cfg, source.noise)
         source.measured = measured_fraction((size,) * 3, source.geometry)
     trainer._noise = trainer._sources[0].noise

@@ -26,12 +26,28 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import TrainingConfig
 
-__all__ = ["NOISE_FREE_RATIO", "NoiseEstimate", "estimate_noise", "noise_free", "resolve_noise", "synthetic_noise"]
+__all__ = [
+    "NOISE_FREE_RATIO",
+    "NoiseEstimate",
+    "estimate_noise",
+    "noise_free",
+    "resolve_noise",
+    "synthetic_noise",
+    "tomogram_noise",
+    "whole_wedge_power",
+]
 
 #: A volume whose variance exceeds its noise's this many times is taken as noise-free: there the
-#: estimate is the estimator's floor (0.02-0.11 of the spread on the paper's sphere and prism, the
-#: leakage of the crops' edges into the wedge; 0.26 on a cell scene at SNR 16, 0.8 on the real crops).
+#: estimate is the estimator's floor. With the whole volume bounding the white part
+#: (:func:`whole_wedge_power`) that floor is the structure the cubes hold at high frequency, read as
+#: wedge-filtered noise: none on the paper's sphere and prism and on GroEL, 0.05-0.09 of the spread
+#: on the paper's rings and beta-galactosidase. Noisy tomograms read far above: 0.25 on a cell scene at
+#: SNR 16, 0.8 on the real crops. (The cubes alone read 0.02-0.16 on the noise-free ones, GroEL the
+#: highest, from their windows' leakage into the wedge.)
 NOISE_FREE_RATIO = 50.0
+
+#: The largest edge of the central crop :func:`whole_wedge_power` transforms.
+WHOLE_MAX_EDGE = 256
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,19 @@ def _narrowed(geometry: WedgeGeometry, degrees: float) -> WedgeGeometry:
     return WedgeGeometry(lo, hi, geometry.tilt_axis)
 
 
+def _missing_band(shape: tuple[int, ...], geometry: WedgeGeometry, margin_deg: float,
+                  band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The radius (cycles/voxel) of every coefficient of a ``shape`` volume's rfftn, and which lie inside
+    the missing wedge widened by ``margin_deg`` at radii in ``band``."""
+    fz = np.fft.fftfreq(shape[0])[:, None, None]
+    fy = np.fft.fftfreq(shape[1])[None, :, None]
+    fx = np.fft.rfftfreq(shape[2])[None, None, :]
+    full = (shape[0], shape[1], shape[2] // 2 + 1)
+    radius = np.broadcast_to(np.sqrt(fz**2 + fy**2 + fx**2), full)
+    missing = np.broadcast_to(wedge_mask(shape, _widened(geometry, margin_deg), full=True), full) == 0
+    return radius, missing & (radius >= band[0]) & (radius <= band[1])
+
+
 def estimate_noise(
     cubes: np.ndarray,
     geometry: WedgeGeometry,
@@ -91,6 +120,7 @@ def estimate_noise(
     white_band: tuple[float, float] = (0.2, 1.0),
     measured_band: tuple[float, float] = (0.35, 1.0),
     quantile: float = 0.25,
+    white_bound: float | None = None,
 ) -> NoiseEstimate:
     """Estimate white and wedge-filtered noise from cubes ``(n, d, d, d)`` of a normalised tomogram.
 
@@ -102,7 +132,10 @@ def estimate_noise(
     measured region (shrunk by ``margin_deg``) at radii in ``measured_band``,
     cube by cube, taken at the ``quantile`` over the cubes: cubes of empty
     ice or vacuum show the noise alone, while structure adds power. Without
-    a missing wedge all noise counts as white.
+    a missing wedge all noise counts as white. ``white_bound``, a second
+    bound on the white power (:func:`whole_wedge_power` of the same tomogram,
+    normalised alike), caps the white level: each reads the noise plus a
+    leakage of its own, so the lower one is the tighter.
     """
     cubes = np.asarray(cubes, dtype=np.float32)
     if cubes.ndim != 4 or len(cubes) == 0:
@@ -111,14 +144,8 @@ def estimate_noise(
     win = [np.hanning(n + 2)[1:-1] for n in shape]  # strictly positive Hann
     window = (win[0][:, None, None] * win[1][None, :, None] * win[2][None, None, :]).astype(np.float32)
     norm = float((window.astype(np.float64) ** 2).sum())
-    fz = np.fft.fftfreq(shape[0])[:, None, None]
-    fy = np.fft.fftfreq(shape[1])[None, :, None]
-    fx = np.fft.rfftfreq(shape[2])[None, None, :]
-    full = (shape[0], shape[1], shape[2] // 2 + 1)
-    radius = np.broadcast_to(np.sqrt(fz**2 + fy**2 + fx**2), full)
-    missing = np.broadcast_to(wedge_mask(shape, _widened(geometry, margin_deg), full=True), full) == 0
-    measured = np.broadcast_to(wedge_mask(shape, _narrowed(geometry, margin_deg), full=True), full) == 1
-    sel_miss = missing & (radius >= white_band[0]) & (radius <= white_band[1])
+    radius, sel_miss = _missing_band(shape, geometry, margin_deg, white_band)
+    measured = np.broadcast_to(wedge_mask(shape, _narrowed(geometry, margin_deg), full=True), radius.shape) == 1
     sel_meas = measured & (radius >= measured_band[0]) & (radius <= measured_band[1])
     if not sel_meas.any():
         sel_meas = measured & (radius > 0)
@@ -133,8 +160,41 @@ def estimate_noise(
         return NoiseEstimate(math.sqrt(max(float(np.quantile(meas, quantile)), 0.0)), 0.0)
     white_power = float(white.mean())
     extra = max(float(np.quantile(meas - white, quantile)), 0.0)
+    if white_bound is not None:
+        white_power = min(white_power, float(white_bound))
     frac = measured_fraction(shape, geometry)
     return NoiseEstimate(math.sqrt(max(white_power, 0.0)), math.sqrt(extra * frac))
+
+
+def whole_wedge_power(volume: Any, geometry: WedgeGeometry, *, margin_deg: float = 10.0,
+                      band: tuple[float, float] = (0.2, 1.0), max_edge: int = WHOLE_MAX_EDGE) -> float | None:
+    """Mean power per voxel inside the missing wedge of the whole volume's spectrum (shrunk by
+    ``margin_deg``, radii in ``band`` cycles/voxel), normalised so that white noise of variance ``s^2``
+    reads ``s^2``: a bound on the white noise for :func:`estimate_noise`. A volume with an edge over
+    ``max_edge`` is read through its central crop of that edge. None without a missing wedge there.
+
+    No window: a cube's window spreads the signal's power into the wedge, and on a noise-free map with
+    fine detail (GroEL, 2 A a voxel) the cubes read a white noise of 0.16 of the spread, so that the map
+    was taken as noisy. A noise-free tomogram, its wedge taken out of the whole volume, holds no power
+    there at all. A real tomogram's edges leak instead (its faces do not meet periodically), which can
+    only raise this bound."""
+    arr = np.asarray(volume)
+    if arr.ndim != 3:
+        raise ValueError(f"whole_wedge_power needs a 3D volume, got shape {arr.shape}")
+    crop = tuple(slice((n - min(n, max_edge)) // 2, (n - min(n, max_edge)) // 2 + min(n, max_edge)) for n in arr.shape)
+    part = np.asarray(arr[crop], dtype=np.float32)
+    _, select = _missing_band(part.shape, geometry, margin_deg, band)
+    if not select.any():
+        return None
+    spec = np.fft.rfftn(part - np.float32(part.mean()))[select]
+    return float(np.mean(spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2) / part.size)
+
+
+def tomogram_noise(volume: Any, cubes: np.ndarray, geometry: WedgeGeometry, std: float = 1.0) -> NoiseEstimate:
+    """:func:`estimate_noise` of ``cubes`` of ``volume`` (normalised: divided by ``std``), its white level
+    bounded by :func:`whole_wedge_power` of ``volume`` in the same units."""
+    bound = whole_wedge_power(volume, geometry)
+    return estimate_noise(cubes, geometry, white_bound=None if bound is None else bound / float(std) ** 2)
 
 
 def noise_free(noise_std: float, variance: float = 1.0) -> bool:

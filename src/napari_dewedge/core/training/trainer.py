@@ -28,7 +28,7 @@ from .checkpoint import load_checkpoint, write_checkpoint
 from .config import TrainingConfig
 from .events import TrainingEvent
 from .multi import dataset_batch, dataset_input, fit_sources, prepare_sources
-from .noise import NoiseEstimate, estimate_noise, resolve_noise, synthetic_noise
+from .noise import NoiseEstimate, resolve_noise, synthetic_noise, tomogram_noise
 from .sampling import (
     TrainingSource,
     check_training_volume,
@@ -339,13 +339,13 @@ class Trainer:
             self._mask = mask if mask.any() else None
         if self._noise is None:  # from 48 (24 when large) subtomograms at seeded random positions
             pos, _ = epoch_pool(vol_shape, size, 48 if size <= 48 else 24, [self.seed, 7919], order=False)
-            self._noise = estimate_noise(self._normalize(extract_subtomograms(self._volume, pos, size)), self.geometry)
+            self._noise = tomogram_noise(self._volume, self._normalize(extract_subtomograms(self._volume, pos, size)),
+                                         self.geometry, self.normalization["std"])
         self._noise_model = self._resolve_noise()
         first = self._sources[0]
         first.noise, first.noise_model, first.mask = self._noise, self._noise_model, first.mask if self._multi \
             else self._mask
-        corner = tuple(int((s - size) // 2) for s in vol_shape)
-        self._preview_origin = corner
+        self._preview_origin = corner = tuple(int((s - size) // 2) for s in vol_shape)
         cube = extract_subtomograms(self._volume, np.array([corner]), size)
         self._preview_input = self._seen(torch.from_numpy(self._normalize(cube)[:, None]).to(self.device),
                                          self.geometry)
