@@ -178,11 +178,11 @@ def whole_wedge_power(volume: Any, geometry: WedgeGeometry, *, margin_deg: float
     was taken as noisy. A noise-free tomogram, its wedge taken out of the whole volume, holds no power
     there at all. A real tomogram's edges leak instead (its faces do not meet periodically), which can
     only raise this bound."""
-    arr = np.asarray(volume)
-    if arr.ndim != 3:
-        raise ValueError(f"whole_wedge_power needs a 3D volume, got shape {arr.shape}")
-    crop = tuple(slice((n - min(n, max_edge)) // 2, (n - min(n, max_edge)) // 2 + min(n, max_edge)) for n in arr.shape)
-    part = np.asarray(arr[crop], dtype=np.float32)
+    shape = tuple(int(n) for n in np.shape(volume))
+    if len(shape) != 3:
+        raise ValueError(f"whole_wedge_power needs a 3D volume, got shape {shape}")
+    crop = tuple(slice((n - min(n, max_edge)) // 2, (n - min(n, max_edge)) // 2 + min(n, max_edge)) for n in shape)
+    part = np.asarray(volume[crop], dtype=np.float32)  # only the crop is read from a memory-mapped or lazy volume
     _, select = _missing_band(part.shape, geometry, margin_deg, band)
     if not select.any():
         return None
