@@ -90,3 +90,31 @@ def test_real_tomograms_draws_before_and_after(tmp_path):
     table = (tmp_path / "real_tomograms_quick.md").read_text(encoding="utf-8")
     assert "| toy.mrc | 32×32×32 |" in table
     assert (tmp_path / "real_toy.png").is_file()
+
+
+def test_a_tubes_ring_reads_open_where_the_wedge_took_its_top_and_bottom():
+    from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge
+
+    tube_section = _script("tube_section")
+    z, y, x = np.mgrid[:32, :96, :72].astype(float)
+    tube = (np.abs(np.hypot(z - 15.5, x - (52 - 0.2 * y)) - 10) < 1.5).astype(np.float32)  # inclined in XY
+    wedged = apply_wedge(tube, WedgeGeometry(-60, 60, "y")).astype(np.float32)
+    noisy = wedged + np.random.default_rng(0).normal(0, 1.0, tube.shape).astype(np.float32)
+    axis = tube_section.tube_axis(noisy)
+    assert abs(axis.bx + 0.2) < 0.02 and abs(axis.z0 + 32 * axis.bz - 15.5) < 2.5  # found from the noisy data
+    whole = tube_section.ring_closure(tube_section.tube_section(tube, axis))
+    cut = tube_section.ring_closure(tube_section.tube_section(noisy, axis))
+    assert whole.closure > 0.8 and cut.closure < 0.5
+    weakest = int(np.nanargmin(cut.sectors))  # sectors start at -x and turn through -z (the top)
+    assert weakest in (2, 3, 8, 9)  # the top or the bottom of the ring: where its wall is parallel to the beam
+
+
+def test_real_tomograms_measures_a_tubes_ring(tmp_path):
+    real = _script("real_tomograms")
+    z, y, x = np.mgrid[:24, :48, :40].astype(float)
+    tube = (np.abs(np.hypot(z - 11.5, x - 20) - 7) < 1.5).astype(np.float32)
+    rings = real.tube_rings({"input": tube, "copy": tube.copy()}, tube)
+    assert set(rings) == {"input", "copy"} and rings["input"][1].closure > 0.8
+    real.save_section_figure(tmp_path / "sections.png", rings, "toy")
+    assert (tmp_path / "sections.png").is_file()
+    assert real.tube_rings({"input": tube}, np.zeros((24, 48, 4), np.float32)) == {}  # no room for a tube
