@@ -20,6 +20,7 @@ Used by ``real_tomograms.py``::
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,13 @@ def tube_section(volume: np.ndarray, axis: TubeAxis, *, margin: float = 12.0) ->
     return np.mean(slices, axis=0)
 
 
+def _ellipse(zz: np.ndarray, xx: np.ndarray, z: float, x: float, hz: float, hx: float) -> tuple[np.ndarray, np.ndarray]:
+    """The elliptical radius (1 on the ellipse of centre (z, x) and half-axes (hz, hx)) at every pixel,
+    and the band about 2 voxels wide along the ellipse."""
+    rho = np.hypot((zz - z) / hz, (xx - x) / hx)
+    return rho, np.abs(rho - 1.0) * np.sqrt(hz * hx) < 1.0
+
+
 def ring_closure(section: np.ndarray, *, sectors: int = 12, reach: int = 4,
                  radii: tuple[float, float] = (6.0, 16.0)) -> Ring:
     """The elliptical ring of ``section`` (a :func:`tube_section`): the centre within ``reach`` voxels
@@ -135,25 +143,21 @@ def ring_closure(section: np.ndarray, *, sectors: int = 12, reach: int = 4,
     zz, xx = np.mgrid[:nz, :nx].astype(float)
     best = None
     steps = np.arange(radii[0], radii[1] + 0.5, 1.0)
-    for dz in range(-reach, reach + 1):
-        for dx in range(-reach, reach + 1):
-            z, x = (nz - 1) / 2 + dz, (nx - 1) / 2 + dx
-            for hz in steps:
-                for hx in steps:
-                    rho = np.hypot((zz - z) / hz, (xx - x) / hx)
-                    band = np.abs(rho - 1.0) * np.sqrt(hz * hx) < 1.0
-                    lumen = rho < 0.55
-                    if band.sum() < 8 or lumen.sum() < 4:
-                        continue
-                    score = s[band].mean() - s[lumen].mean()
-                    if best is None or score > best[0]:
-                        best = (score, z, x, hz, hx)
+    offsets = range(-reach, reach + 1)
+    for dz, dx, hz, hx in itertools.product(offsets, offsets, steps, steps):
+        z, x = (nz - 1) / 2 + dz, (nx - 1) / 2 + dx
+        rho, band = _ellipse(zz, xx, z, x, hz, hx)
+        lumen = rho < 0.55
+        if band.sum() < 8 or lumen.sum() < 4:
+            continue
+        score = s[band].mean() - s[lumen].mean()
+        if best is None or score > best[0]:
+            best = (score, z, x, hz, hx)
     if best is None:
         raise ValueError(f"no ring of half-axes {radii[0]:g}-{radii[1]:g} voxels fits a section of shape {s.shape}")
     _, z, x, hz, hx = best
-    rho = np.hypot((zz - z) / hz, (xx - x) / hx)
-    width = np.abs(rho - 1.0) * np.sqrt(hz * hx)
-    band, lumen, outside = width < 1.0, rho < 0.55, (rho > 1.35) & (rho < 1.8)
+    rho, band = _ellipse(zz, xx, z, x, hz, hx)
+    lumen, outside = rho < 0.55, (rho > 1.35) & (rho < 1.8)
     base = 0.5 * (s[lumen].mean() + (s[outside].mean() if outside.any() else s[lumen].mean()))
     angle = np.arctan2((zz - z) / hz, (xx - x) / hx)
     edges = np.linspace(-np.pi, np.pi, sectors + 1)
