@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     for shape in args.shapes:
         for case in run_shape(shape, shapes[shape], args, device, geometry):
             if case.volumes:
-                fig = out / f"paper_shapes_{shape}.png"
+                # the quick preset's figures keep their names; another preset's go beside them
+                fig = out / ("paper_shapes_" + ("" if args.preset == "quick" else f"{args.preset}_") + f"{shape}.png")
                 save_comparison_figure(fig, case.volumes, geometry=geometry,
                                        title=f"{shape}: corrupted, corrected ({args.preset}, {case.steps} steps), truth")
                 case.volumes = {}
