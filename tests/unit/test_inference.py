@@ -282,3 +282,16 @@ def test_cuda_matches_cpu():
     cpu = predict(model, vol, tile=16, overlap=4, device="cpu").mean
     gpu = predict(model, vol, tile=16, overlap=4, device="cuda").mean
     assert np.abs(gpu - cpu).max() < 0.02 * cpu.std()
+
+
+@requires_cuda
+def test_gpu_memory_is_released_once_after_every_view(monkeypatch):
+    import napari_dewedge.core.device as device_module
+
+    released = []
+    monkeypatch.setattr(device_module, "release_device_memory", lambda dev=None: released.append(dev))
+    generator = CountingShift()
+    predict(_model(generator), _volume((16, 16, 16)), tile=16, overlap=4, views=4, device="cuda")
+    assert generator.calls == 4  # one batch a view
+    assert len(released) == 1 and torch.device(released[0]).type == "cuda"
+

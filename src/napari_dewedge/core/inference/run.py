@@ -422,11 +422,22 @@ def run_inference(
     noise = second_noise(model, volume, geometry) if fuse and second else None
     flatten = bool(fuse and solvent)
     first = apply(volume, samples=samples, noise_scale=noise_scale, seed=seed, out=out, std_out=std_out, fuse=fuse)
-    if noise is None and not (weigh or flatten):
-        yield from first
-        return
-    yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
-                         normalization=normalization, dev=_resolve_device(device), flatten=flatten, stop=stop)
+    dev = _resolve_device(device)
+    try:
+        if noise is None and not (weigh or flatten):
+            yield from first
+        else:
+            yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
+                                 normalization=normalization, dev=dev, flatten=flatten, stop=stop)
+    finally:
+        # Once, when every view and pass is done, not after each: an application with
+        # its passes runs some forty of them, and each release is a full garbage
+        # collection (about 0.1 s with torch loaded) and the GPU cache given back, to
+        # be allocated again by the next (docs/benchmarks/gpu.md).
+        if dev.type != "cpu":
+            from ..device import release_device_memory
+
+            release_device_memory(dev)
 
 
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
@@ -496,7 +507,7 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
     """The tiles and the passes of one view (see :func:`run_inference`)."""
     import torch
 
-    from ..device import autocast_context, release_device_memory
+    from ..device import autocast_context
 
     shape = tuple(int(s) for s in volume.shape)
     samples = int(samples)
@@ -600,8 +611,6 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
         generator.train(was_training)
         if home is not None and home != dev:
             generator.to(home)
-        if dev.type != "cpu":
-            release_device_memory(dev)
 
     if stopped:
         elapsed = time.perf_counter() - t0
