@@ -7,8 +7,10 @@ Prints, for the chosen device:
   baselines, each figure against the rate of the dtype it ran in;
 - a training step: seconds, subtomograms per second and achieved FLOP/s as a
   percentage of that matmul rate;
-- inference: voxels per second and achieved FLOP/s as a percentage, and the
-  peak GPU memory (on CUDA).
+- inference of the tiles alone (one view, none of the passes): voxels per
+  second and achieved FLOP/s as a percentage, and the peak GPU memory (on
+  CUDA), after an untimed first call on one tile's block (its time reported:
+  on a GPU the first call loads kernels and builds convolution plans).
 
 FLOPs are counted from the networks' layers (forward hooks on every Conv3d,
 ConvTranspose3d and Linear: 2 x multiply-adds), for one forward pass, then
@@ -132,16 +134,24 @@ def inference(preset: str, device, amp: bool, shape: tuple[int, int, int]) -> di
                          training=config.to_dict(), history=[], voxel_size=None, versions=current_versions(),
                          steps_done=0, source="throughput")
     volume = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    from napari_dewedge.core.inference.tiles import plan_tiles
+    from napari_dewedge.core.inference.tiles import default_tile, plan_tiles
 
+    # the tiles alone, one view, no passes: the work the FLOP count below describes
+    spec = pipeline.ApplySpec(device=device, views=1, calibrate=False, coarse=False, fuse=False)
+    # Warm-up, untimed but reported: the first call on a device loads its kernels and
+    # builds its convolution plans (seconds on a GPU); a block of one tile has the same shapes.
+    t = default_tile(model)
+    t0 = time.perf_counter()
+    pipeline.run_job(pipeline.apply(model, np.ascontiguousarray(volume[:t, :t, :t]), spec))
+    first = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    result = pipeline.run_job(pipeline.apply(model, volume, pipeline.ApplySpec(device=device, views=1))).result  # one pass of the tiles
+    result = pipeline.run_job(pipeline.apply(model, volume, spec)).result
     seconds = time.perf_counter() - t0
     plan = plan_tiles(shape, result.tile[0], result.overlap[0], generator.padding_multiple, generator.min_size)
     per_tile = forward_flops(generator, (1, 1, *plan.tile), device)
-    out = {"seconds": seconds, "voxels_per_s": float(np.prod(shape)) / seconds,
+    out = {"seconds": seconds, "first_call_s": first, "voxels_per_s": float(np.prod(shape)) / seconds,
            "flop_rate": per_tile * len(plan) / seconds, "tile": "x".join(map(str, plan.tile))}
     if device.type == "cuda":
         out["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -194,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
         f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "
         f"{100 * infer['flop_rate'] / rates[infer_dtype]:.1f} % of the {infer_dtype} matmul rate"
-        + (f", peak GPU memory {infer['peak_gib']:.2f} GiB" if "peak_gib" in infer else ""),
+        + (f", peak GPU memory {infer['peak_gib']:.2f} GiB" if "peak_gib" in infer else "")
+        + f" (after a first call on one tile's block, untimed above: {infer['first_call_s']:.1f} s)",
         "",
     ]
     text = "\n".join(lines)
