@@ -104,7 +104,7 @@ echo >> "$TMP"
 
 echo "## Throughput" >> "$TMP"
 echo >> "$TMP"
-section "throughput, mixed precision" 40 90 "$PY" benchmarks/throughput.py "${THROUGHPUT[@]}" --out "$TMP"
+section "throughput, mixed precision" 40 150 "$PY" benchmarks/throughput.py "${THROUGHPUT[@]}" --out "$TMP"
 
 if [ "$DEVICE" = cuda ]; then
     echo "## Cell scenes (benchmarks/versus.py)" >> "$TMP"

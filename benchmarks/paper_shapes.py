@@ -231,9 +231,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {device} ({device_name}); preset {args.preset}; wedge {geometry}; "
           f"{'quick check' if args.quick_check else 'paper sizes'}", file=sys.stderr)
 
+    noise = "no noise" if args.snr is None else f"white noise at SNR {args.snr:g}"
+    sizes = ("quick-check sizes (sphere 64^3, prism and rings 48^3)" if args.quick_check
+             else "paper sizes (sphere 140^3, prism and rings 96^3)")
+    budget = f"_{args.budget:g}s" if args.budget is not None and args.steps is None else ""
+    name = "paper_shapes_quick_check.md" if args.quick_check else f"paper_shapes_{args.preset}{budget}.md"
+
+    def write(cases: list[Case], total: float, pending: list[str]) -> str:
+        """The table so far, written after each shape (a run stopped by its time limit keeps it)."""
+        header = (
+            f"# CryoGEN simple shapes: paper vs napari-dewedge\n\n"
+            f"Wedge ±60° about y, {noise}; {sizes}; preset `{args.preset}`"
+            f"{'' if args.solvent_flattening else '; applied without the solvent flattening'}"
+            f"{'' if args.steps is None else f' with {args.steps} steps'}"
+            f"{'' if args.budget is None or args.steps is not None else f', trained {args.budget:g} s a shape'}; "
+            f"seed {args.seed}; device {device_name}; torch {torch.__version__}, Python {platform.python_version()}; "
+            f"total {total:.0f} s; {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}"
+            f"{'' if not pending else '; still running: ' + ', '.join(pending)}.\n\n"
+            f"PSNR: peak = max of the truth; SSIM: 3D Gaussian window (core/metrics/). FSC-AUC is measured "
+            f"inside the missing wedge only (0 = nothing there, 1 = the truth).\n\n"
+        )
+        md = table(cases, device_name)
+        _write_text(out / name, header + md + "\n")
+        return md
+
     cases: list[Case] = []
     t_all = time.perf_counter()
-    for shape in args.shapes:
+    for k, shape in enumerate(args.shapes):
         for case in run_shape(shape, shapes[shape], args, device, geometry):
             if case.volumes:
                 # the quick preset's figures keep their names; another preset's go beside them
@@ -243,27 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 case.volumes = {}
                 print(f"  figure: {fig}", file=sys.stderr)
             cases.append(case)
-    total = time.perf_counter() - t_all
-
-    md = table(cases, device_name)
-    noise = "no noise" if args.snr is None else f"white noise at SNR {args.snr:g}"
-    sizes = ("quick-check sizes (sphere 64^3, prism and rings 48^3)" if args.quick_check
-             else "paper sizes (sphere 140^3, prism and rings 96^3)")
-    header = (
-        f"# CryoGEN simple shapes: paper vs napari-dewedge\n\n"
-        f"Wedge ±60° about y, {noise}; {sizes}; preset `{args.preset}`"
-        f"{'' if args.solvent_flattening else '; applied without the solvent flattening'}"
-        f"{'' if args.steps is None else f' with {args.steps} steps'}"
-        f"{'' if args.budget is None or args.steps is not None else f', trained {args.budget:g} s a shape'}; seed {args.seed}; "
-        f"device {device_name}; torch {torch.__version__}, Python {platform.python_version()}; "
-        f"total {total:.0f} s; {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.\n\n"
-        f"PSNR: peak = max of the truth; SSIM: 3D Gaussian window (core/metrics/). FSC-AUC is measured "
-        f"inside the missing wedge only (0 = nothing there, 1 = the truth).\n\n"
-    )
-    text = header + md + "\n"
-    budget = f"_{args.budget:g}s" if args.budget is not None and args.steps is None else ""
-    name = "paper_shapes_quick_check.md" if args.quick_check else f"paper_shapes_{args.preset}{budget}.md"
-    _write_text(out / name, text)
+        md = write(cases, time.perf_counter() - t_all, list(args.shapes[k + 1:]))
     print(md)
     print(f"\ntable written: {out / name}", file=sys.stderr)
     return 0
