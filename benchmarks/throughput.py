@@ -192,27 +192,26 @@ def main(argv: list[str] | None = None) -> int:
         rates[low_name] = matmul_rate(device, low, n, seconds)
     train_dtype = low_name or "float32"
     infer_dtype = low_name if (low is not None and gpu) else "float32"
+    def emit(*lines: str) -> None:
+        """Print and append as each measurement ends (a run stopped by a time limit keeps the earlier ones)."""
+        text = "\n".join(lines)
+        print(text, flush=True)
+        if args.out is not None:
+            with open(args.out, "a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+
+    emit(f"### Throughput: {name}, preset {preset}, training in {train_dtype}, inference in {infer_dtype}", "",
+         *(f"- dense matmul ({k}, {n}^2): {v / 1e9:.1f} GFLOP/s" for k, v in rates.items()))
     train = training_step(preset, device, amp, size, steps)
+    emit(f"- training step ({train['batch']} x {train['subtomo_size']}^3): {train['seconds_per_step']:.3f} s, "
+         f"{train['subtomograms_per_s']:.1f} subtomograms/s, {train['flop_rate'] / 1e9:.2f} GFLOP/s = "
+         f"{100 * train['flop_rate'] / rates[train_dtype]:.1f} % of the {train_dtype} matmul rate")
     infer = inference(preset, device, amp, shape)
-    lines = [
-        f"### Throughput: {name}, preset {preset}, training in {train_dtype}, inference in {infer_dtype}",
-        "",
-        *(f"- dense matmul ({k}, {n}^2): {v / 1e9:.1f} GFLOP/s" for k, v in rates.items()),
-        f"- training step ({train['batch']} x {train['subtomo_size']}^3): {train['seconds_per_step']:.3f} s, "
-        f"{train['subtomograms_per_s']:.1f} subtomograms/s, {train['flop_rate'] / 1e9:.2f} GFLOP/s = "
-        f"{100 * train['flop_rate'] / rates[train_dtype]:.1f} % of the {train_dtype} matmul rate",
-        f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
-        f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "
-        f"{100 * infer['flop_rate'] / rates[infer_dtype]:.1f} % of the {infer_dtype} matmul rate"
-        + (f", peak GPU memory {infer['peak_gib']:.2f} GiB" if "peak_gib" in infer else "")
-        + f" (after a first call on one tile's block, untimed above: {infer['first_call_s']:.1f} s)",
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out is not None:
-        with open(args.out, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    emit(f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
+         f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "
+         f"{100 * infer['flop_rate'] / rates[infer_dtype]:.1f} % of the {infer_dtype} matmul rate"
+         + (f", peak GPU memory {infer['peak_gib']:.2f} GiB" if "peak_gib" in infer else "")
+         + f" (after a first call on one tile's block, untimed above: {infer['first_call_s']:.1f} s)", "")
     print(f"torch {torch.__version__}, Python {platform.python_version()}", file=sys.stderr)
     return 0
 
