@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU run: one call on a GPU machine writes gpu.md and the tables and figures beside it.
 #
-#   bash benchmarks/gpu_suite.sh            # on one GPU (about 9 minutes): the figures for docs/benchmarks
+#   bash benchmarks/gpu_suite.sh            # on one GPU (9 minutes at most): the figures for docs/benchmarks
 #   bash benchmarks/gpu_suite.sh --smoke    # on the CPU, tiny sizes, under a minute (the test suite runs it)
 #
 # In order of priority, each section with its own time limit, inside one deadline
@@ -9,19 +9,21 @@
 # is skipped and the report says so, so the run always ends with its report):
 #
 # 1. the machine, and the GPU-only tests;
-# 2. the standard preset on the CryoGEN paper's sphere and prism protocols
-#    (PSNR/SSIM beside the paper's Table 1), SHAPE_BUDGET seconds of training a
-#    shape (default 90);
-# 3. the throughput benchmark with mixed precision: training subtomograms/s and
+# 2. the throughput benchmark with mixed precision: training subtomograms/s and
 #    achieved FLOP/s against the GPU's bf16 matmul rate measured in the same run;
-#    inference voxels/s and peak GPU memory on a 1000x1000x300 tomogram;
-# 4. the cell scenes of benchmarks/versus.py (input, oracle low-pass, ours with
-#    the default quick preset), VERSUS_BUDGET seconds of training a scene
-#    (default 40): the same objective as on a CPU, with the steps a GPU gives;
-# 5. the throughput benchmark with mixed precision off.
+#    inference of the tiles, voxels/s and peak GPU memory, on a 1000x1000x300 tomogram;
+# 3. the cell scenes of benchmarks/versus.py: input, oracle low-pass, ours with the
+#    quick preset and ours with the standard preset, VERSUS_BUDGET seconds of
+#    training a method (default 30): which preset a GPU should default to;
+# 4. the CryoGEN paper's sphere (versus.py), ours with both presets, SHAPE_BUDGET
+#    seconds of training a method (default 60), beside the paper's Table 1;
+# 5. the paper's prism, its ten orientations trained together
+#    (benchmarks/paper_shapes.py, standard preset, SHAPE_BUDGET seconds);
+# 6. the throughput benchmark with mixed precision off.
 #
 # OUT is the folder written (default docs/benchmarks); run.log there holds every
-# section's output.
+# section's output. With PACK=1 the tables and figures other than gpu.md and
+# run.log go into one archive, gpu_suite_files.tar (for a transfer limited in files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -62,17 +64,8 @@ section() {
     return 0
 }
 
-if ((SMOKE)); then
-    DEVICE=cpu
-    SHAPES=(--quick-check --steps 2 --shapes sphere --preset quick --threads 2)
-    THROUGHPUT=(--smoke --device cpu)
-    SHAPES_TABLE=paper_shapes_quick_check.md
-else
-    DEVICE=cuda
-    SHAPES=(--preset standard --budget "${SHAPE_BUDGET:-90}" --shapes sphere prism)
-    THROUGHPUT=(--device cuda)
-    SHAPES_TABLE=paper_shapes_standard_${SHAPE_BUDGET:-90}s.md
-fi
+DEVICE=cuda
+((SMOKE)) && DEVICE=cpu
 
 {
     echo "# GPU suite"
@@ -89,32 +82,53 @@ fi
 if [ "$DEVICE" = cuda ]; then
     echo "## GPU-only tests" >> "$TMP"
     echo >> "$TMP"
-    section "GPU-only tests" 30 90 "$PY" -m pytest tests/unit -q -k cuda -p no:xvfb -p no:cacheprovider
+    section "GPU-only tests" 30 60 "$PY" -m pytest tests/unit -q -k cuda -p no:xvfb -p no:cacheprovider
     echo '```' >> "$TMP"
     grep -E "passed|failed|error" "$LOG" | tail -n 3 >> "$TMP"
     echo '```' >> "$TMP"
     echo >> "$TMP"
-fi
 
-echo "## CryoGEN paper shapes" >> "$TMP"
-echo >> "$TMP"
-section "paper shapes" 150 330 "$PY" benchmarks/paper_shapes.py "${SHAPES[@]}" --device "$DEVICE" --out "$OUT" --quiet
-[ -f "$OUT/$SHAPES_TABLE" ] && sed '/^# /d' "$OUT/$SHAPES_TABLE" >> "$TMP"
-echo >> "$TMP"
-
-echo "## Throughput" >> "$TMP"
-echo >> "$TMP"
-section "throughput, mixed precision" 40 150 "$PY" benchmarks/throughput.py "${THROUGHPUT[@]}" --out "$TMP"
-
-if [ "$DEVICE" = cuda ]; then
-    echo "## Cell scenes (benchmarks/versus.py)" >> "$TMP"
+    echo "## Throughput" >> "$TMP"
     echo >> "$TMP"
-    section "cell scenes" 120 200 "$PY" benchmarks/versus.py --budget "${VERSUS_BUDGET:-40}" --methods input low-pass ours \
-        --device cuda --out "$OUT" --name gpu
-    [ -f "$OUT/versus_gpu.md" ] && sed '/^# /d' "$OUT/versus_gpu.md" >> "$TMP"
+    section "throughput, mixed precision" 60 120 "$PY" benchmarks/throughput.py --device cuda --out "$TMP"
+
+    echo "## Cell scenes: the quick and the standard preset (benchmarks/versus.py)" >> "$TMP"
     echo >> "$TMP"
-    section "throughput, mixed precision off" 40 90 "$PY" benchmarks/throughput.py "${THROUGHPUT[@]}" --no-amp --out "$TMP"
+    section "cell scenes" 200 260 "$PY" benchmarks/versus.py --budget "${VERSUS_BUDGET:-30}" \
+        --methods input low-pass ours ours-standard --device cuda --out "$OUT" --name gpu-presets
+    [ -f "$OUT/versus_gpu-presets.md" ] && sed '/^# /d' "$OUT/versus_gpu-presets.md" >> "$TMP"
+    echo >> "$TMP"
+
+    echo "## The paper's sphere: the quick and the standard preset (benchmarks/versus.py)" >> "$TMP"
+    echo >> "$TMP"
+    section "sphere" 150 200 "$PY" benchmarks/versus.py --scenes sphere --budget "${SHAPE_BUDGET:-60}" \
+        --methods input ours ours-standard --device cuda --out "$OUT" --name gpu-presets-sphere
+    [ -f "$OUT/versus_gpu-presets-sphere.md" ] && sed '/^# /d' "$OUT/versus_gpu-presets-sphere.md" >> "$TMP"
+    echo >> "$TMP"
+
+    echo "## The paper's prism, ten orientations together (benchmarks/paper_shapes.py)" >> "$TMP"
+    echo >> "$TMP"
+    section "prism" 200 300 "$PY" benchmarks/paper_shapes.py --preset standard --budget "${SHAPE_BUDGET:-60}" \
+        --shapes prism --device cuda --out "$OUT" --quiet
+    [ -f "$OUT/paper_shapes_standard_${SHAPE_BUDGET:-60}s.md" ] && sed '/^# /d' "$OUT/paper_shapes_standard_${SHAPE_BUDGET:-60}s.md" >> "$TMP"
+    echo >> "$TMP"
+
+    section "throughput, mixed precision off" 40 90 "$PY" benchmarks/throughput.py --device cuda --no-amp --out "$TMP"
+else
+    echo "## CryoGEN paper shapes" >> "$TMP"
+    echo >> "$TMP"
+    section "paper shapes" 10 300 "$PY" benchmarks/paper_shapes.py --quick-check --steps 2 --shapes sphere \
+        --preset quick --threads 2 --device cpu --out "$OUT" --quiet
+    [ -f "$OUT/paper_shapes_quick_check.md" ] && sed '/^# /d' "$OUT/paper_shapes_quick_check.md" >> "$TMP"
+    echo >> "$TMP"
+    echo "## Throughput" >> "$TMP"
+    echo >> "$TMP"
+    section "throughput" 10 120 "$PY" benchmarks/throughput.py --smoke --device cpu --out "$TMP"
 fi
 echo "Whole run: $((SECONDS - START)) s." >> "$TMP"
 mv "$TMP" "$REPORT"
+if [ "${PACK:-0}" = 1 ]; then
+    (cd "$OUT" && find . -maxdepth 1 -type f ! -name gpu.md ! -name run.log ! -name gpu_suite_files.tar -printf '%P\n' \
+        | tar -cf gpu_suite_files.tar -T - --remove-files)
+fi
 echo "written: $REPORT"
