@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.fft
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -269,9 +270,9 @@ def apply_wedge(volume, geometry: WedgeGeometry = WedgeGeometry()):
         arr = np.asarray(volume)
         out_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
         shape3 = _check_shape(arr.shape)
-        spectrum = np.fft.rfftn(arr.astype(out_dtype, copy=False), axes=(-3, -2, -1))
+        spectrum = scipy.fft.rfftn(arr.astype(out_dtype, copy=False), axes=(-3, -2, -1), workers=-1)
         spectrum *= wedge_mask(shape3, geometry)
-        return np.fft.irfftn(spectrum, s=shape3, axes=(-3, -2, -1)).astype(out_dtype, copy=False)
+        return scipy.fft.irfftn(spectrum, s=shape3, axes=(-3, -2, -1), workers=-1).astype(out_dtype, copy=False)
 
     import torch
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.fft
 
 from ..wedge import WedgeGeometry, apply_wedge, measured_fraction, wedge_mask
 from .config import _MIN_SIGMA_N, _NOISE_SCALE_RANGE
@@ -149,13 +150,11 @@ def estimate_noise(
     sel_meas = measured & (radius >= measured_band[0]) & (radius <= measured_band[1])
     if not sel_meas.any():
         sel_meas = measured & (radius > 0)
-    white = np.empty(len(cubes))
-    meas = np.empty(len(cubes))
-    for i, cube in enumerate(cubes):
-        spec = np.fft.rfftn((cube - cube.mean()) * window)
-        power = (spec.real**2 + spec.imag**2) / norm
-        meas[i] = power[sel_meas].mean()
-        white[i] = power[sel_miss].mean() if sel_miss.any() else 0.0
+    # every cube in one transform, on every core (the inference's passes make seven estimates an application)
+    spec = scipy.fft.rfftn((cubes - cubes.mean(axis=(1, 2, 3), keepdims=True)) * window, axes=(1, 2, 3), workers=-1)
+    power = (spec.real**2 + spec.imag**2) / np.float32(norm)
+    meas = power[:, sel_meas].mean(axis=1, dtype=np.float64)
+    white = power[:, sel_miss].mean(axis=1, dtype=np.float64) if sel_miss.any() else np.zeros(len(cubes))
     if not sel_miss.any():
         return NoiseEstimate(math.sqrt(max(float(np.quantile(meas, quantile)), 0.0)), 0.0)
     white_power = float(white.mean())
@@ -186,7 +185,7 @@ def whole_wedge_power(volume: Any, geometry: WedgeGeometry, *, margin_deg: float
     _, select = _missing_band(part.shape, geometry, margin_deg, band)
     if not select.any():
         return None
-    spec = np.fft.rfftn(part - np.float32(part.mean()))[select]
+    spec = scipy.fft.rfftn(part - np.float32(part.mean()), workers=-1)[select]
     return float(np.mean(spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2) / part.size)
 
 
