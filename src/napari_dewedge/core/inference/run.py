@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import device as _device
 from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, solvent_pass, wedge_of
 from .solvent import Flattening
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
@@ -429,15 +430,9 @@ def run_inference(
         else:
             yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
                                  normalization=normalization, dev=dev, flatten=flatten, stop=stop)
-    finally:
-        # Once, when every view and pass is done, not after each: an application with
-        # its passes runs some forty of them, and each release is a full garbage
-        # collection (about 0.1 s with torch loaded) and the GPU cache given back, to
-        # be allocated again by the next (docs/benchmarks/gpu.md).
+    finally:  # once, not after each of some forty tile runs: each a full gc and the GPU cache given back
         if dev.type != "cpu":
-            from ..device import release_device_memory
-
-            release_device_memory(dev)
+            _device.release_device_memory(dev)
 
 
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
@@ -629,19 +624,9 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
             np.divide(sl, np.float32(samples), out=sl)
             np.sqrt(np.maximum(sl, 0.0, out=sl), out=sl)
         std = m2
-    result = InferenceResult(
-        mean=mean,
-        std=std,
-        samples=samples,
-        noise_scale=noise,
-        tile=plan.tile,
-        overlap=plan.overlap,
-        device=str(dev),
-        seconds=elapsed,
-        coarse_factor=factor,
-        fused=fused,
-        wedge_gains=gains,
-    )
+    result = InferenceResult(mean=mean, std=std, samples=samples, noise_scale=noise, tile=plan.tile,
+                             overlap=plan.overlap, device=str(dev), seconds=elapsed, coarse_factor=factor,
+                             fused=fused, wedge_gains=gains)
     yield InferenceEvent(done, total, samples, samples, elapsed, 0.0, done=True, result=result,
                          message=result.summary(total))
 
