@@ -285,13 +285,15 @@ def test_cuda_matches_cpu():
 
 
 @requires_cuda
-def test_gpu_memory_is_released_once_after_every_view(monkeypatch):
+def test_an_application_gives_gpu_memory_back_once(monkeypatch):
     import napari_dewedge.core.device as device_module
+    from napari_dewedge.core import pipeline
 
     released = []
     monkeypatch.setattr(device_module, "release_device_memory", lambda dev=None: released.append(dev))
     generator = CountingShift()
-    predict(_model(generator), _volume((16, 16, 16)), tile=16, overlap=4, views=4, device="cuda")
-    assert generator.calls == 4  # one batch a view
+    spec = pipeline.ApplySpec(device="cuda", tile=16, overlap=4, views=4, coarse=False, fuse=False)
+    outcome = pipeline.run_job(pipeline.apply(_model(generator), _volume((16, 16, 16)), spec))
+    assert outcome.result is not None
+    assert generator.calls > 4  # the views, and the wedge gains' own runs of the tiles
     assert len(released) == 1 and torch.device(released[0]).type == "cuda"
-

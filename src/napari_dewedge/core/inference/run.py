@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import device as _device
 from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, solvent_pass, wedge_of
 from .solvent import Flattening
 from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
@@ -358,7 +357,9 @@ def run_inference(
         of the training tomogram (:func:`_sample_noise`). ``seed`` makes the
         noise reproducible.
     device
-        ``"auto"``, ``"cpu"``, ``"cuda:0"``... (see ``core.device``).
+        ``"auto"``, ``"cpu"``, ``"cuda:0"``... (see ``core.device``). The GPU's cached memory
+        is kept (the passes call this again, some forty times an application); the job
+        (:func:`~napari_dewedge.core.pipeline.apply`) gives it back once, at its end.
     geometry
         The volume's missing wedge (a :class:`~napari_dewedge.core.wedge.WedgeGeometry`):
         a model trained with ``filter_input`` sees each tile through its measured
@@ -423,16 +424,11 @@ def run_inference(
     noise = second_noise(model, volume, geometry) if fuse and second else None
     flatten = bool(fuse and solvent)
     first = apply(volume, samples=samples, noise_scale=noise_scale, seed=seed, out=out, std_out=std_out, fuse=fuse)
-    dev = _resolve_device(device)
-    try:
-        if noise is None and not (weigh or flatten):
-            yield from first
-        else:
-            yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
-                                 normalization=normalization, dev=dev, flatten=flatten, stop=stop)
-    finally:  # once, not after each of some forty tile runs: each a full gc and the GPU cache given back
-        if dev.type != "cpu":
-            _device.release_device_memory(dev)
+    if noise is None and not (weigh or flatten):
+        yield from first
+        return
+    yield from _finished(model, volume, first, apply, noise, weigh, geometry=geometry, amp=amp,
+                         normalization=normalization, dev=_resolve_device(device), flatten=flatten, stop=stop)
 
 
 def _finished(model: "TrainedModel", volume: np.ndarray, first: Iterator[InferenceEvent], apply: Callable,
