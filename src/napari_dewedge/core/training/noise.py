@@ -154,9 +154,9 @@ def estimate_noise(
     spec = scipy.fft.rfftn((cubes - cubes.mean(axis=(1, 2, 3), keepdims=True)) * window, axes=(1, 2, 3), workers=-1)
     power = (spec.real**2 + spec.imag**2) / np.float32(norm)
     meas = power[:, sel_meas].mean(axis=1, dtype=np.float64)
-    white = power[:, sel_miss].mean(axis=1, dtype=np.float64) if sel_miss.any() else np.zeros(len(cubes))
     if not sel_miss.any():
         return NoiseEstimate(math.sqrt(max(float(np.quantile(meas, quantile)), 0.0)), 0.0)
+    white = power[:, sel_miss].mean(axis=1, dtype=np.float64)
     white_power = float(white.mean())
     extra = max(float(np.quantile(meas - white, quantile)), 0.0)
     if white_bound is not None:
