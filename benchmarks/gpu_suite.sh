@@ -64,8 +64,18 @@ section() {
     return 0
 }
 
+# heading TITLE: a section's title in the report; append_table FILE: a table that a section wrote
+# in OUT, without its own title, when it is there.
+heading() { printf '## %s\n\n' "$1" >> "$TMP"; }
+append_table() {
+    [ -f "$OUT/$1" ] && sed '/^# /d' "$OUT/$1" >> "$TMP"
+    echo >> "$TMP"
+}
+
 DEVICE=cuda
 ((SMOKE)) && DEVICE=cpu
+VERSUS_BUDGET=${VERSUS_BUDGET:-30}
+SHAPE_BUDGET=${SHAPE_BUDGET:-60}
 
 {
     echo "# GPU suite"
@@ -80,49 +90,35 @@ DEVICE=cuda
 } > "$TMP"
 
 if [ "$DEVICE" = cuda ]; then
-    echo "## GPU-only tests" >> "$TMP"
-    echo >> "$TMP"
+    heading "GPU-only tests"
     section "GPU-only tests" 30 60 "$PY" -m pytest tests/unit -q -k cuda -p no:xvfb -p no:cacheprovider
-    echo '```' >> "$TMP"
-    grep -E "passed|failed|error" "$LOG" | tail -n 3 >> "$TMP"
-    echo '```' >> "$TMP"
-    echo >> "$TMP"
+    { echo '```'; grep -E "passed|failed|error" "$LOG" | tail -n 3; echo '```'; echo; } >> "$TMP"
 
-    echo "## Throughput" >> "$TMP"
-    echo >> "$TMP"
+    heading "Throughput"
     section "throughput, mixed precision" 60 120 "$PY" benchmarks/throughput.py --device cuda --out "$TMP"
 
-    echo "## Cell scenes: the quick and the standard preset (benchmarks/versus.py)" >> "$TMP"
-    echo >> "$TMP"
-    section "cell scenes" 200 260 "$PY" benchmarks/versus.py --budget "${VERSUS_BUDGET:-30}" \
+    heading "Cell scenes: the quick and the standard preset (benchmarks/versus.py)"
+    section "cell scenes" 200 260 "$PY" benchmarks/versus.py --budget "$VERSUS_BUDGET" \
         --methods input low-pass ours ours-standard --device cuda --out "$OUT" --name gpu-presets
-    [ -f "$OUT/versus_gpu-presets.md" ] && sed '/^# /d' "$OUT/versus_gpu-presets.md" >> "$TMP"
-    echo >> "$TMP"
+    append_table versus_gpu-presets.md
 
-    echo "## The paper's sphere: the quick and the standard preset (benchmarks/versus.py)" >> "$TMP"
-    echo >> "$TMP"
-    section "sphere" 150 200 "$PY" benchmarks/versus.py --scenes sphere --budget "${SHAPE_BUDGET:-60}" \
+    heading "The paper's sphere: the quick and the standard preset (benchmarks/versus.py)"
+    section "sphere" 150 200 "$PY" benchmarks/versus.py --scenes sphere --budget "$SHAPE_BUDGET" \
         --methods input ours ours-standard --device cuda --out "$OUT" --name gpu-presets-sphere
-    [ -f "$OUT/versus_gpu-presets-sphere.md" ] && sed '/^# /d' "$OUT/versus_gpu-presets-sphere.md" >> "$TMP"
-    echo >> "$TMP"
+    append_table versus_gpu-presets-sphere.md
 
-    echo "## The paper's prism, ten orientations together (benchmarks/paper_shapes.py)" >> "$TMP"
-    echo >> "$TMP"
-    section "prism" 200 300 "$PY" benchmarks/paper_shapes.py --preset standard --budget "${SHAPE_BUDGET:-60}" \
+    heading "The paper's prism, ten orientations together (benchmarks/paper_shapes.py)"
+    section "prism" 200 300 "$PY" benchmarks/paper_shapes.py --preset standard --budget "$SHAPE_BUDGET" \
         --shapes prism --device cuda --out "$OUT" --quiet
-    [ -f "$OUT/paper_shapes_standard_${SHAPE_BUDGET:-60}s.md" ] && sed '/^# /d' "$OUT/paper_shapes_standard_${SHAPE_BUDGET:-60}s.md" >> "$TMP"
-    echo >> "$TMP"
+    append_table "paper_shapes_standard_${SHAPE_BUDGET}s.md"
 
     section "throughput, mixed precision off" 40 90 "$PY" benchmarks/throughput.py --device cuda --no-amp --out "$TMP"
 else
-    echo "## CryoGEN paper shapes" >> "$TMP"
-    echo >> "$TMP"
+    heading "CryoGEN paper shapes"
     section "paper shapes" 10 300 "$PY" benchmarks/paper_shapes.py --quick-check --steps 2 --shapes sphere \
         --preset quick --threads 2 --device cpu --out "$OUT" --quiet
-    [ -f "$OUT/paper_shapes_quick_check.md" ] && sed '/^# /d' "$OUT/paper_shapes_quick_check.md" >> "$TMP"
-    echo >> "$TMP"
-    echo "## Throughput" >> "$TMP"
-    echo >> "$TMP"
+    append_table paper_shapes_quick_check.md
+    heading "Throughput"
     section "throughput" 10 120 "$PY" benchmarks/throughput.py --smoke --device cpu --out "$TMP"
 fi
 echo "Whole run: $((SECONDS - START)) s." >> "$TMP"
