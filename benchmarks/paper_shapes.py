@@ -118,7 +118,7 @@ def run_shape(shape: str, truths: list[np.ndarray], args, device, geometry) -> l
         overrides.update(steps=_BUDGET_STEPS, time_budget_s=max(1, int(round(args.budget))))
     elif args.quick_check:
         overrides["steps"] = 50
-    config = TrainingConfig.preset(args.preset, **overrides)
+    config = TrainingConfig.preset(args.preset, machine=device, **overrides)
     label = shape if len(truths) == 1 else f"{shape} x{len(truths)}"
     t0 = time.perf_counter()
     model = _train(corrupted, geometry, config, label, args.quiet)

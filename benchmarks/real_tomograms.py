@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"device": str(device), "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    config = TrainingConfig.preset(args.preset, **overrides)
+    config = TrainingConfig.preset(args.preset, machine=device, **overrides)
     rows = []
     for path in inputs:
         loaded = read_volume(path)

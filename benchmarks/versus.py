@@ -179,7 +179,7 @@ def _config(method: str, device, seed: int, steps: int | None, budget_s: float |
         overrides.update(steps=_BUDGET_STEPS, time_budget_s=max(1, int(round(budget_s))))
     overrides.update(BASELINES.get(method, {}))
     preset = method.removeprefix("ours-") if method in ("ours-standard", "ours-thorough") else "quick"
-    return TrainingConfig.preset(preset, **overrides)
+    return TrainingConfig.preset(preset, machine=device, **overrides)
 
 
 def trained(method: str, scene: Scene, budget_s: float, device, seed: int, steps: int | None):

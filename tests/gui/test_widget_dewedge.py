@@ -106,6 +106,19 @@ def test_build_config_from_preset_and_form_values():
         build_config(preset_values("quick", samples=0))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_form_fills_the_preset_for_its_device(monkeypatch, native):
+    from napari_dewedge.core import device as device_module
+    from napari_dewedge.core.training import PRESETS, QUICK_FLOAT32_CPU_WIDTH
+    from napari_dewedge.widgets.dewedge import build_config, preset_values
+
+    monkeypatch.setattr(device_module, "_CPU_BF16", native)
+    values = preset_values("quick", device="cpu")
+    assert values["unet_width"] == (PRESETS["quick"]["unet"]["width"] if native else QUICK_FLOAT32_CPU_WIDTH)
+    assert build_config(values).unet["width"] == values["unet_width"]
+    assert preset_values("quick", device="cuda:7")["unet_width"] == PRESETS["quick"]["unet"]["width"]  # no such GPU
+
+
 # --------------------------------------------------------------------------- the widget
 
 

@@ -7,12 +7,15 @@ from dataclasses import fields
 
 import pytest
 
+from napari_dewedge.core import device as device_module
 from napari_dewedge.core.training import (
     PRESETS,
+    QUICK_FLOAT32_CPU_WIDTH,
     Setting,
     TrainingConfig,
     add_arguments,
     config_overrides,
+    machine_settings,
     quick,
     settings_schema,
     standard,
@@ -106,6 +109,20 @@ def test_setting_reads_and_writes_config_values() -> None:
     by_name["steps"].validate(5)
     with pytest.raises(ValueError, match="steps"):
         by_name["steps"].validate(0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_quick_preset_is_narrower_on_a_float32_cpu(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(device_module, "_CPU_BF16", native)
+    fitted = TrainingConfig.preset("quick", machine="cpu")
+    width = PRESETS["quick"]["unet"]["width"] if native else QUICK_FLOAT32_CPU_WIDTH
+    assert fitted.unet == {**PRESETS["quick"]["unet"], "width": width}
+    assert fitted.replace(unet=PRESETS["quick"]["unet"]) == TrainingConfig.preset("quick")  # nothing else moves
+    assert machine_settings("standard", "cpu") == machine_settings("thorough", "cpu") == {}
+    # the user's settings go over the machine's, a U-Net setting merged with them
+    assert TrainingConfig.preset("quick", machine="cpu", unet={"width": 32}).unet["width"] == 32
+    assert TrainingConfig.preset("quick", machine="cpu", unet={"depth": 1}).unet == {
+        **PRESETS["quick"]["unet"], "depth": 1, "width": width}
 
 
 def test_preset_factories_match_the_named_presets() -> None:

@@ -144,13 +144,20 @@ def preset_values(name: str, **changes: Any) -> dict[str, Any]:
     Keys are the schema's setting names, plus ``preset``, ``samples`` (K) and the
     application's passes :data:`PASS_KEYS` (the wedge-gain calibration, the coarse pass,
     the measured-region fusion, the mean of the mirror views, the second pass and the solvent
-    flattening).
+    flattening). The preset's settings are those for the device of ``changes`` (else
+    ``"auto"``: this machine's best), as
+    :func:`~napari_dewedge.core.training.machine_settings` fits them.
     """
+    from ..core.device import resolve_device
     from ..core.training import PRESETS, TrainingConfig
 
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    config = TrainingConfig.preset(name)
+    try:
+        machine = resolve_device(changes.get("device") or "auto")
+    except ValueError:  # a device this machine lacks: the preset as written
+        machine = None
+    config = TrainingConfig.preset(name, machine=machine)
     values: dict[str, Any] = {"preset": name, "samples": 1, **dict.fromkeys(PASS_KEYS, True)}
     values.update({s.name: s.value_in(config) for s in form_settings()})
     for key in changes:
