@@ -73,7 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A 96^3 scene trains in about 4.5 minutes on 2 cores (0.33 s a step with channels-last
     # networks and bfloat16 where the CPU has it). The U-Net is 16 wide: on the 96^3 cell scenes in
     # 300 s (two seeds) it beat width 8 by 0.2-0.3 dB on average and kept more of the measured region
-    # every time, with 30-40 % fewer steps (docs/benchmarks). The learning rate is high on purpose: on a
+    # every time, with 30-40 % fewer steps (docs/benchmarks); on a CPU without bfloat16 it is 8 wide
+    # (machine_settings). The learning rate is high on purpose: on a
     # 64^3 cell scene at 240 steps, 1e-3 / 2e-3 / 4e-3 / 8e-3 gave 14.2 / 14.7 / 15.2 / 15.0 dB,
     # and 4e-3 reached in 240 steps what 1e-3 reached in 720 (docs/benchmarks). The energy term is
     # off: in 300 s on a CPU fast enough for 1700-1900 steps at 96^3 it bred periodic stripes over
