@@ -417,9 +417,10 @@ class TrainingConfig:
 #: 16-wide U-Net's pass costs 2.25 times an 8-wide one's (0.38 against 0.17 s, 4 x 32^3,
 #: 2 cores of an AMD EPYC with AVX2), against 1.5 times on CPUs with bfloat16, where 16
 #: wide is the better use of the time. On the float32 CPU, in 300 s on the 96^3 cell
-#: scenes, 8 wide made 685-730 steps against 326-349 and gained 0.8 / 0.5 dB, SSIM
-#: 0.04 / 0.01 and missing-wedge FSC-AUC 0.06 / 0.02 over two runs of 16 wide, and its
-#: application took half the time (docs/benchmarks).
+#: scenes (two seeds), 8 wide made 685-735 steps against 326-373 and gained 1.0-1.4 dB on
+#: SNR 1 and 0.3-0.4 dB on SNR 0.5 with more SSIM and missing-wedge FSC-AUC, its
+#: application took half the time, and it closed a real microtubule's ring more in each
+#: of three seeds (docs/benchmarks).
 QUICK_FLOAT32_CPU_WIDTH = 8
 
 
