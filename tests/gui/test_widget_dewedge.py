@@ -119,6 +119,32 @@ def test_the_form_fills_the_preset_for_its_device(monkeypatch, native):
     assert preset_values("quick", device="cuda:7")["unet_width"] == PRESETS["quick"]["unet"]["width"]  # no such GPU
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_the_form_refits_the_preset_when_the_device_changes(viewer, monkeypatch, native):
+    from napari_dewedge.core import device as device_module
+    from napari_dewedge.core.training import PRESETS, QUICK_FLOAT32_CPU_WIDTH
+    from napari_dewedge.widgets import _dewedge_layout
+    from napari_dewedge.widgets.dewedge import DewedgeWidget
+
+    monkeypatch.setattr(device_module, "_CPU_BF16", native)
+    monkeypatch.setattr(_dewedge_layout, "_devices", lambda: ["cpu", "cuda:7"])  # a GPU this machine lacks
+    widget = DewedgeWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="devices")
+    written, on_cpu = PRESETS["quick"]["unet"]["width"], (PRESETS["quick"]["unet"]["width"] if native
+                                                          else QUICK_FLOAT32_CPU_WIDTH)
+    widget.device_combo.setCurrentText("cuda:7")  # preset as written
+    assert widget.settings()["unet_width"] == written
+    widget.device_combo.setCurrentText("cpu")
+    assert widget.settings()["unet_width"] == on_cpu
+    assert widget.settings()["steps"] == PRESETS["quick"]["steps"]  # nothing else moves
+    widget.set_settings(unet_width=12)  # the user's own width stays
+    widget.device_combo.setCurrentText("cuda:7")
+    assert widget.settings()["unet_width"] == 12
+    widget.set_settings(preset="standard", unet_width=PRESETS["standard"]["unet"]["width"])
+    widget.device_combo.setCurrentText("cpu")  # the standard preset is the same everywhere
+    assert widget.settings()["unet_width"] == PRESETS["standard"]["unet"]["width"]
+
+
 # --------------------------------------------------------------------------- the widget
 
 

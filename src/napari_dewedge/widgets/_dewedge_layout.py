@@ -159,6 +159,7 @@ def build_layout(w: Any) -> None:
     w.advanced.addWidget(adv_box)
     w.advanced.collapse(animate=False)
     w.device_combo = w.form.controls["device"]
+    w.device_combo.currentTextChanged.connect(w._on_device)
     w.form.changed.connect(w.dataset.update_plan)
 
     # buttons

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-__all__ = ["SettingsForm", "FORM_EXCLUDED", "form_settings", "preset_values", "build_config"]
+__all__ = ["SettingsForm", "FORM_EXCLUDED", "form_settings", "preset_values", "refit_for_device", "build_config"]
 
 #: Settings the form does not show: the device has its own list of the machine's
 #: devices, previews follow the run's length, mixed precision is always on.
@@ -165,6 +165,23 @@ def preset_values(name: str, **changes: Any) -> dict[str, Any]:
             raise ValueError(f"unknown dewedge setting {key!r}")
     values.update(changes)
     return values
+
+
+def refit_for_device(values: dict[str, Any], before: str, after: str) -> dict[str, Any]:
+    """The changes to the form ``values`` when the device goes from ``before`` to ``after``.
+
+    The settings the preset fits to the machine (:func:`preset_values` for each device)
+    follow the device where the form still holds the preset's value for ``before``; a
+    setting the user has edited stays as it is. Empty for a form that is not on a preset.
+    """
+    from ..core.training import PRESETS
+
+    name = values.get("preset")
+    if before == after or name not in PRESETS:
+        return {}
+    old, new = preset_values(name, device=before), preset_values(name, device=after)
+    return {key: value for key, value in new.items()
+            if key != "device" and value != old[key] and values.get(key) == old[key]}
 
 
 def build_config(values: dict[str, Any]) -> "TrainingConfig":

@@ -36,7 +36,7 @@ from ..core.wedge import WedgeGeometry
 from ._dewedge_layout import PRESET_NAMES, build_layout
 from ._result_layers import ResultLayers, RunJob
 from ._runner import TaskRunner
-from ._settings_form import PASS_KEYS, build_config, form_settings, preset_values
+from ._settings_form import PASS_KEYS, build_config, form_settings, preset_values, refit_for_device
 from .panels import is_alive, volume_of
 from .state import get_wedge_state, register_widget
 
@@ -180,6 +180,7 @@ class DewedgeWidget(QWidget):
             self.expert_form.set_values(values)
         finally:
             self._syncing = False
+            self._device_shown = self.device_combo.currentText()
 
     def _on_preset(self, name: str) -> None:
         if self._syncing or name not in PRESET_NAMES:
@@ -187,6 +188,16 @@ class DewedgeWidget(QWidget):
         current = self.settings()
         self.set_settings(preset_values(name, device=current["device"], samples=current["samples"],
                                         seed=current["seed"]))
+
+    def _on_device(self, device: str) -> None:
+        """Refit what the preset fits to the machine (the quick preset's U-Net width on a CPU
+        without bfloat16) unless the user has changed it."""
+        if self._syncing:
+            return
+        before, self._device_shown = self._device_shown, device
+        changes = refit_for_device(self.settings(), before, device)
+        if changes:
+            self.set_settings(changes)
 
     # ------------------------------------------------------------------ wedge <-> shared state
 
