@@ -1,5 +1,6 @@
-"""Small helpers shared by the inspection widgets: whether a Qt object is still
-alive, whether a napari layer is a scalar 3D volume, and that volume's array.
+"""Small helpers shared by the widgets: whether a Qt object is still alive,
+whether a napari layer is a scalar 3D volume, that volume's array, and a
+duration as the progress line shows it.
 
 Kept apart from :mod:`napari_dewedge.widgets.panels` so that the panel modules
 can use them without importing ``panels`` (which re-exports them).
@@ -7,11 +8,12 @@ can use them without importing ``panels`` (which re-exports them).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["is_alive", "is_volume_layer", "volume_of"]
+__all__ = ["format_seconds", "is_alive", "is_volume_layer", "volume_of"]
 
 
 def is_alive(obj: Any) -> bool:
@@ -51,3 +53,13 @@ def volume_of(layer: Any, max_voxels: int | None = None) -> Any:
                 return level
         return levels[-1]
     return data
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on); ``?`` for an unknown duration."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(max(0.0, seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

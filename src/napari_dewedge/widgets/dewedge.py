@@ -16,7 +16,6 @@ with K > 1 samples) with the source's frame and their provenance in
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from dataclasses import replace
@@ -34,10 +33,10 @@ from ..core import pipeline
 from ..core.inference.views import MIRROR_VIEWS
 from ..core.wedge import WedgeGeometry
 from ._dewedge_layout import PRESET_NAMES, build_layout
+from ._helpers import format_seconds, is_alive, volume_of
 from ._result_layers import ResultLayers, RunJob
 from ._runner import TaskRunner
 from ._settings_form import PASS_KEYS, build_config, form_settings, preset_values, refit_for_device
-from .panels import is_alive, volume_of
 from .state import get_wedge_state, register_widget
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,20 +61,6 @@ PREVIEW_INTERVAL_S = 1.0
 PLOT_INTERVAL_S = 0.5
 MODEL_FILTER = "napari-dewedge model (*.pt);;All files (*)"
 MRC_FILTER = "MRC (*.mrc *.rec *.map);;All files (*)"
-
-
-# --------------------------------------------------------------------------------------
-# Settings: the schema's, plus the preset and the number of samples K
-# --------------------------------------------------------------------------------------
-
-
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(max(0.0, seconds)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # --------------------------------------------------------------------------------------
@@ -560,7 +545,7 @@ class DewedgeWidget(QWidget):
             parts = [f"Training: step {event.step}/{event.total}"]
             if event.seconds_per_step:
                 parts.append(f"{event.seconds_per_step:.2f} s/step")
-                parts.append(f"{_format_seconds(event.eta_s)} left")
+                parts.append(f"{format_seconds(event.eta_s)} left")
             if loss is not None:
                 parts.append(f"loss {loss:.3g}")
             text = " \u00b7 ".join(parts)
@@ -575,7 +560,7 @@ class DewedgeWidget(QWidget):
         sample = f", sample {event.sample}/{event.samples}" if event.samples > 1 else ""
         self._set_status(
             f"Applying the model: {event.done_tiles}/{event.total_tiles} tiles{sample} \u00b7 "
-            f"{_format_seconds(event.eta_s)} left"
+            f"{format_seconds(event.eta_s)} left"
         )
 
     def _show_preview(self, preview: np.ndarray, origin: Any) -> None:
@@ -611,7 +596,7 @@ class DewedgeWidget(QWidget):
             self.layers.add_results(self._job, outcome, self.model_path)
             seconds = time.monotonic() - self._job.started
             self._set_status(
-                f"Done in {_format_seconds(seconds)}: added \"{self.result_layer.name}\""
+                f"Done in {format_seconds(seconds)}: added \"{self.result_layer.name}\""
                 + (f" and \"{self.uncertainty_layer.name}\"" if self.uncertainty_layer is not None else "")
                 + ". Compare before/after, save the result or the model."
             )
