@@ -418,9 +418,9 @@ class TrainingConfig:
 #: 2 cores of an AMD EPYC with AVX2), against 1.5 times on CPUs with bfloat16, where 16
 #: wide is the better use of the time. On the float32 CPU, in 300 s on the 96^3 cell
 #: scenes (two seeds), 8 wide made 685-735 steps against 326-373 and gained 1.0-1.4 dB on
-#: SNR 1 and 0.3-0.4 dB on SNR 0.5 with more SSIM and missing-wedge FSC-AUC, its
-#: application took half the time, and it closed a real microtubule's ring more in each
-#: of three seeds (docs/benchmarks).
+#: SNR 1 and 0.3-0.4 dB on SNR 0.5 with more SSIM (more missing-wedge FSC-AUC in three
+#: pairs of four), its application took half the time, and it closed a real
+#: microtubule's ring more in each of three seeds (docs/benchmarks).
 QUICK_FLOAT32_CPU_WIDTH = 8
 
 
