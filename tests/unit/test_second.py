@@ -11,7 +11,13 @@ from napari_dewedge.core.inference import predict, run_inference
 from napari_dewedge.core.inference.calibration import frequency_radius, shell_index
 from napari_dewedge.core.inference.fusion import fuse_measured
 from napari_dewedge.core.inference.passes import second_noise
-from napari_dewedge.core.inference.second import SECOND_PASS_FROM, SECOND_PASS_RAMP, merge_second, second_input
+from napari_dewedge.core.inference.second import (
+    SECOND_PASS_FROM,
+    SECOND_PASS_RAMP,
+    SECOND_PASS_WEIGHT,
+    merge_second,
+    second_input,
+)
 from napari_dewedge.core.wedge import WedgeGeometry, apply_wedge, wedge_mask
 
 from .test_calibration import _smooth
@@ -38,7 +44,7 @@ def test_second_input_is_the_measured_region():
 def test_merge_keeps_the_first_filling_below_the_crossover_and_the_second_elsewhere():
     first, second = _smooth(SHAPE, 4, sigma=0.7), 0.3 * _smooth(SHAPE, 5, sigma=0.7)  # the second fainter
     f1, f2 = fft.rfftn(first), fft.rfftn(second)
-    merged = fft.rfftn(merge_second(first.copy(), second, WEDGE))
+    merged = fft.rfftn(merge_second(first.copy(), second, WEDGE, weight=1.0))  # the second's filling alone
     wedge = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) < 0.01  # deep in the wedge
     measured = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) > 0.99
     radius = np.broadcast_to(frequency_radius(SHAPE), f1.shape)
@@ -54,6 +60,36 @@ def test_merge_keeps_the_first_filling_below_the_crossover_and_the_second_elsewh
         gain = merged[inside] / f2[inside]
         assert np.allclose(gain, gain.real.mean(), rtol=1e-3, atol=1e-3 * abs(gain.real.mean()))  # one factor
         assert 1.5 < gain.real.mean() < 8  # the fainter second lifted toward the first's power
+
+
+def test_merge_weighs_the_two_fillings_above_the_crossover_at_the_first_ones_power():
+    first, second = _smooth(SHAPE, 4, sigma=0.7), 0.3 * _smooth(SHAPE, 5, sigma=0.7)
+    f1 = fft.rfftn(first)
+    whole = fft.rfftn(merge_second(first.copy(), second, WEDGE, weight=1.0))  # the second's alone, at the first's power
+    measured = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) > 0.99
+    wedge = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) == 0  # inside, no taper
+    radius = np.broadcast_to(frequency_radius(SHAPE), f1.shape)
+    shells = np.broadcast_to(shell_index(SHAPE), f1.shape)
+    scale = np.abs(f1).max()
+    assert 0.0 < SECOND_PASS_WEIGHT < 1.0  # the default weighs both
+    for weight in (0.5, SECOND_PASS_WEIGHT, 0.75):
+        merged = fft.rfftn(merge_second(first.copy(), second, WEDGE, weight=weight))
+        assert np.abs(merged - whole)[measured].max() < 1e-4 * scale  # the measured region stays the second's
+        mean = weight * whole + (1.0 - weight) * f1
+        # shells wholly above the crossover: the weighted mean of the fillings, lifted to the first's power
+        missing = 1.0 - np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape)
+        for shell in range(4, 12):  # shells of 1/16 cycle per voxel
+            inside = wedge & (shells == shell)
+            assert inside.any() and radius[shells == shell].min() > SECOND_PASS_FROM + SECOND_PASS_RAMP
+            factor = merged[inside] / mean[inside]
+            assert np.allclose(factor, factor.real.mean(), rtol=1e-3, atol=1e-3 * abs(factor.real.mean()))
+            assert factor.real.mean() > 1.0  # the two disagree: their mean holds less power
+            part = shells == shell
+            np.testing.assert_allclose(np.sum(missing[part] * np.abs(merged[part]) ** 2),
+                                       np.sum(missing[part] * np.abs(f1[part]) ** 2), rtol=1e-3)
+    kept = fft.rfftn(merge_second(first.copy(), second, WEDGE, weight=0.0))
+    wedge_all = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) < 0.01
+    assert np.abs(kept - f1)[wedge_all].max() < 1e-4 * scale  # no weight: the first's filling everywhere
 
 
 def test_merge_refuses_another_shape():
