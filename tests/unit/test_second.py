@@ -92,9 +92,12 @@ def test_merge_weighs_the_two_fillings_above_the_crossover_at_the_first_ones_pow
     assert np.abs(kept - f1)[wedge_all].max() < 1e-4 * scale  # no weight: the first's filling everywhere
 
 
-def test_merge_refuses_another_shape():
+def test_merge_refuses_another_shape_and_a_weight_outside_0_1():
     with pytest.raises(ValueError, match="shape"):
         merge_second(np.zeros(SHAPE, np.float32), np.zeros((32, 32, 30), np.float32), WEDGE)
+    for weight in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="weight"):
+            merge_second(np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.float32), WEDGE, weight=weight)
 
 
 def test_run_inference_runs_the_second_pass_with_the_fusion_and_reports_it():

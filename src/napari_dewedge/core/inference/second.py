@@ -42,8 +42,9 @@ voxel, on models trained 1600 steps the second from a sixth. Their mean is
 better than either where neither leads by much: on saved models of the
 cell scenes, +0.09 and +0.14 dB and +0.010 and +0.014 of missing-wedge
 FSC-AUC on the 4-minute models, within 0.01 dB and 0.001 on a 1600-step
-one (docs/benchmarks); on a real microtubule crop it took away two dark
-patches on the ``kz`` axis of the XZ spectrum.
+one (docs/benchmarks); on a real microtubule crop it took away a dark ring
+in the YZ spectrum and two dark patches on the ``kz`` axis in XZ, where the
+second pass's own gains had left the wedge's middle empty in one shell.
 
 Volumes without noise to speak of (the reliability weights' gate,
 :func:`~.reliability.noisy_enough`) skip the pass: there the first result
@@ -117,6 +118,8 @@ def merge_second(first: np.ndarray, second: np.ndarray, geometry: WedgeGeometry,
     shape = tuple(int(s) for s in first.shape)
     if tuple(second.shape) != shape:
         raise ValueError(f"the second pass's result has shape {tuple(second.shape)}, the first's {shape}")
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"the second pass's weight must lie in [0, 1], got {weight!r}")
     earlier = _fft.rfftn(np.asarray(first, dtype=np.float32))
     spectrum = _fft.rfftn(np.asarray(second, dtype=np.float32))
     missing = 1.0 - np.asarray(wedge_mask(shape, geometry), dtype=np.float32)
