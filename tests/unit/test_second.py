@@ -66,8 +66,8 @@ def test_merge_weighs_the_two_fillings_above_the_crossover_at_the_first_ones_pow
     first, second = _smooth(SHAPE, 4, sigma=0.7), 0.3 * _smooth(SHAPE, 5, sigma=0.7)
     f1 = fft.rfftn(first)
     whole = fft.rfftn(merge_second(first.copy(), second, WEDGE, weight=1.0))  # the second's alone, at the first's power
-    measured = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) > 0.99
-    wedge = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) == 0  # inside, no taper
+    mask = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape)
+    measured, wedge, missing = mask > 0.99, mask == 0, 1.0 - mask  # wedge: inside, no taper
     radius = np.broadcast_to(frequency_radius(SHAPE), f1.shape)
     shells = np.broadcast_to(shell_index(SHAPE), f1.shape)
     scale = np.abs(f1).max()
@@ -77,7 +77,6 @@ def test_merge_weighs_the_two_fillings_above_the_crossover_at_the_first_ones_pow
         assert np.abs(merged - whole)[measured].max() < 1e-4 * scale  # the measured region stays the second's
         mean = weight * whole + (1.0 - weight) * f1
         # shells wholly above the crossover: the weighted mean of the fillings, lifted to the first's power
-        missing = 1.0 - np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape)
         for shell in range(4, 12):  # shells of 1/16 cycle per voxel
             inside = wedge & (shells == shell)
             assert inside.any() and radius[shells == shell].min() > SECOND_PASS_FROM + SECOND_PASS_RAMP
@@ -88,8 +87,7 @@ def test_merge_weighs_the_two_fillings_above_the_crossover_at_the_first_ones_pow
             np.testing.assert_allclose(np.sum(missing[part] * np.abs(merged[part]) ** 2),
                                        np.sum(missing[part] * np.abs(f1[part]) ** 2), rtol=1e-3)
     kept = fft.rfftn(merge_second(first.copy(), second, WEDGE, weight=0.0))
-    wedge_all = np.broadcast_to(wedge_mask(SHAPE, WEDGE), f1.shape) < 0.01
-    assert np.abs(kept - f1)[wedge_all].max() < 1e-4 * scale  # no weight: the first's filling everywhere
+    assert np.abs(kept - f1)[mask < 0.01].max() < 1e-4 * scale  # no weight: the first's filling everywhere
 
 
 def test_merge_refuses_another_shape_and_a_weight_outside_0_1():
