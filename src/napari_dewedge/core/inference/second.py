@@ -118,7 +118,8 @@ def merge_second(first: np.ndarray, second: np.ndarray, geometry: WedgeGeometry,
     shape = tuple(int(s) for s in first.shape)
     if tuple(second.shape) != shape:
         raise ValueError(f"the second pass's result has shape {tuple(second.shape)}, the first's {shape}")
-    if not 0.0 <= float(weight) <= 1.0:
+    weight = float(weight)
+    if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the second pass's weight must lie in [0, 1], got {weight!r}")
     earlier = _fft.rfftn(np.asarray(first, dtype=np.float32))
     spectrum = _fft.rfftn(np.asarray(second, dtype=np.float32))
@@ -129,11 +130,11 @@ def merge_second(first: np.ndarray, second: np.ndarray, geometry: WedgeGeometry,
     power = _wedge_power(earlier, in_wedge, shells, size)
     later = _wedge_power(spectrum, in_wedge, shells, size)
     above = missing * (1.0 - _below_crossover(shape))  # where the second pass fills
-    share = missing - float(weight) * above  # the first's share of each coefficient
+    share = missing - weight * above  # the first's share of each coefficient
     share = np.maximum(share, missing * (later <= 0)[shells])  # a shell the second left empty: the first's
     spectrum *= 1.0 + missing * (_power_ratio(power, later)[shells] - 1.0)
     spectrum += share * (earlier - spectrum)
-    if float(weight) < 1.0:  # the two fillings' mean, back at the first's power
+    if weight < 1.0:  # the two fillings' mean, back at the first's power
         spectrum *= 1.0 + above * (_power_ratio(power, _wedge_power(spectrum, in_wedge, shells, size))[shells] - 1.0)
     first[...] = _fft.irfftn(spectrum, s=shape)
     return first
