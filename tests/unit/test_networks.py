@@ -112,3 +112,65 @@ def test_build_rejects_unknown_settings() -> None:
         build_generator({"depth": 2, "widht": 4})
     with pytest.raises(ValueError, match="unknown energy network setting"):
         build_energy({"depth": 2})
+
+
+def _trained_batch_norms(net: torch.nn.Module) -> None:
+    """Give every batch norm running statistics and an affine map other than the identity."""
+    torch.manual_seed(3)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv3d) and m.out_channels == 1:  # the head starts at zero
+            torch.nn.init.normal_(m.weight, std=0.3)
+
+
+def test_inference_copy_folds_batch_norms_and_leaves_the_network_alone() -> None:
+    from napari_dewedge.core.networks import inference_copy
+
+    net = UNet3D(depth=2, width=4, norm="batch")
+    _trained_batch_norms(net)
+    net.train()
+    x = torch.randn(2, 1, 16, 16, 16)
+    copy = inference_copy(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in copy.modules())
+    assert not copy.training and net.training  # the original keeps its mode and its norms
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules()) == 10
+    net.eval()
+    with torch.no_grad():
+        expected, got = net(x), copy(x)
+    assert float((expected - x).abs().max()) > 0.1  # the network does something to compare
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_copy_keeps_other_norms() -> None:
+    from napari_dewedge.core.networks import inference_copy
+
+    net = UNet3D(depth=1, width=4, norm="instance")
+    copy = inference_copy(net)
+    assert copy is net and not net.training  # nothing to fold: the network itself, in eval mode
+    assert sum(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules()) == 6
+
+
+def test_lone_sample_convolution_matches_the_native_one() -> None:
+    """A batch of one on the CPU runs on oneDNN: same values and gradients as the native path."""
+    from napari_dewedge.core.networks import _Conv3d
+
+    torch.manual_seed(0)
+    conv = _Conv3d(4, 4, 3, padding=1)
+    x = torch.randn(1, 4, 10, 10, 10, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        y = conv(x)
+    if torch.backends.mkldnn.is_available():
+        assert "aten::mkldnn_convolution" in {e.key for e in prof.key_averages()}
+    y.square().sum().backward()
+    gx, gw = x.grad.clone(), conv.weight.grad.clone()
+    x.grad, conv.weight.grad = None, None
+    ref = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=1)
+    ref.square().sum().backward()
+    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gx, x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gw, conv.weight.grad, rtol=1e-4, atol=1e-4)

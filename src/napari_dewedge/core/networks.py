@@ -34,6 +34,7 @@ __all__ = [
     "build_generator",
     "build_energy",
     "count_parameters",
+    "inference_copy",
 ]
 
 NORMS = ("instance", "batch", "group", "none")
@@ -42,6 +43,34 @@ NORMS = ("instance", "batch", "group", "none")
 CHANNELS_LAST = torch.channels_last_3d
 _SLOPE = 0.1  # LeakyReLU slope in the U-Net
 _ENERGY_SLOPE = 0.2  # LeakyReLU slope in the energy network
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return bool(torch.is_autocast_enabled("cpu"))
+    except TypeError:  # torch < 2.4
+        return bool(torch.is_autocast_cpu_enabled())
+
+
+class _Conv3d(nn.Conv3d):
+    """A 3D convolution that runs a lone float32 sample on the CPU with oneDNN.
+
+    PyTorch sends a batch of one to its native, unvectorised 3D convolution
+    when batch x channels x depth x height is at most 20480: the lower levels
+    of a U-Net on one tile, the coarse pass's binned volume, the training
+    preview. oneDNN computes the same convolution there several times faster
+    (a 40^3 volume through the quick preset's 8-wide U-Net: 26 against 192 ms
+    on 2 cores); a batch of more than one already gets it.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if (input.shape[0] == 1 and input.device.type == "cpu" and input.dtype == weight.dtype == torch.float32
+                and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+                and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+                and not _cpu_autocast()):
+            return torch.mkldnn_convolution(input, weight, bias, self.padding, self.stride, self.dilation,
+                                            self.groups)
+        return super()._conv_forward(input, weight, bias)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -63,10 +92,10 @@ class _ConvBlock(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, norm: str) -> None:
         bias = norm == "none"
         super().__init__(
-            nn.Conv3d(c_in, c_out, 3, padding=1, bias=bias),
+            _Conv3d(c_in, c_out, 3, padding=1, bias=bias),
             _norm(norm, c_out),
             nn.LeakyReLU(_SLOPE, inplace=True),
-            nn.Conv3d(c_out, c_out, 3, padding=1, bias=bias),
+            _Conv3d(c_out, c_out, 3, padding=1, bias=bias),
             _norm(norm, c_out),
             nn.LeakyReLU(_SLOPE, inplace=True),
         )
@@ -136,7 +165,7 @@ class UNet3D(nn.Module):
         c_prev = in_channels
         for i in range(depth):
             self.encoders.append(_ConvBlock(c_prev, chans[i], norm))
-            self.downs.append(nn.Conv3d(chans[i], chans[i + 1], 2, stride=2))
+            self.downs.append(_Conv3d(chans[i], chans[i + 1], 2, stride=2))
             c_prev = chans[i + 1]
         self.bottom = _ConvBlock(c_prev, chans[depth], norm)
         self.ups = nn.ModuleList()
@@ -144,7 +173,7 @@ class UNet3D(nn.Module):
         for i in reversed(range(depth)):
             self.ups.append(nn.ConvTranspose3d(chans[i + 1], chans[i], 2, stride=2))
             self.decoders.append(_ConvBlock(2 * chans[i], chans[i], norm))
-        self.head = nn.Conv3d(chans[0], out_channels, 1)
+        self.head = _Conv3d(chans[0], out_channels, 1)
         if self.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -276,6 +305,46 @@ def build_generator(config: Mapping[str, Any] | None = None) -> UNet3D:
 def build_energy(config: Mapping[str, Any] | None = None) -> EnergyNet:
     """An :class:`EnergyNet` from a dict of its keyword arguments (unknown keys are an error)."""
     return _build(EnergyNet, config, "energy network")  # type: ignore[return-value]
+
+
+def inference_copy(net: nn.Module) -> nn.Module:
+    """``net`` in eval mode for inference, each batch norm folded into its convolution.
+
+    In eval mode a batch norm is a fixed affine map per channel, so the
+    convolution before it (within one ``nn.Sequential``) can absorb it:
+    weight ``w * s`` and bias ``beta + (b - mean) * s``, ``s = gamma /
+    sqrt(var + eps)``; the norm becomes the identity. The output is the same up
+    to rounding, and about a sixth of an application's time on a CPU is saved.
+    Where there is a norm to fold, the result is a copy and ``net`` is left as
+    it was; otherwise it is ``net`` itself, put in eval mode.
+    """
+    import copy
+
+    if not any(isinstance(a, nn.Conv3d) and isinstance(b, nn.BatchNorm3d)
+               for seq in net.modules() if isinstance(seq, nn.Sequential) for a, b in zip(seq, list(seq)[1:])):
+        return net.eval()
+    out = copy.deepcopy(net).eval()
+    for seq in out.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if not (isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d)) or not bn.track_running_stats \
+                    or bn.running_mean is None or bn.running_var is None or conv.out_channels != bn.num_features:
+                continue
+            with torch.no_grad():
+                scale = torch.rsqrt(bn.running_var + bn.eps)
+                if bn.affine:
+                    scale = scale * bn.weight
+                shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+                if conv.bias is not None:
+                    shift = shift + conv.bias * scale
+                weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
+                conv.weight = nn.Parameter(weight.contiguous(memory_format=CHANNELS_LAST), requires_grad=False)
+                conv.bias = nn.Parameter(shift.to(weight.dtype), requires_grad=False)
+            seq._modules[b] = nn.Identity()
+    return out
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -499,6 +499,7 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
     import torch
 
     from ..device import autocast_context
+    from ..networks import inference_copy
 
     shape = tuple(int(s) for s in volume.shape)
     samples = int(samples)
@@ -556,8 +557,7 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
     seen = _input_filter(model, geometry)
     was_training = generator.training
     home = next((p.device for p in generator.parameters()), None)
-    generator.to(dev)
-    generator.eval()
+    net = inference_copy(generator).to(dev)  # its batch norms folded (a copy), or the generator itself
     total = len(plan) * samples
     done = 0
     t0 = time.perf_counter()
@@ -580,7 +580,7 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
                     if noise > 0:
                         x = x + noise * torch.randn(x.shape, generator=torch_gen, device=dev, dtype=x.dtype)
                     with autocast_context(dev, enabled=amp and dev.type == "cuda"):  # CPU: float32
-                        y = generator(x)
+                        y = net(x)
                     y = denormalize(y.float())
                     pred = y[:, 0].cpu().numpy()
                 for ix, p in zip(indices, pred):
