@@ -117,6 +117,22 @@ def test_pointwise_generator_reproduced_everywhere(shape):
     assert all(t % 4 == 0 for t in res.tile)
 
 
+def test_default_tiles_grow_to_128_and_keep_half_a_subtomogram_of_overlap():
+    from napari_dewedge.core.inference import default_overlap, default_tile
+
+    quick, standard, thorough = _model(SmallConv(), subtomo=32), _model(SmallConv(), subtomo=64), \
+        _model(SmallConv(), subtomo=96)
+    assert (default_tile(quick), default_overlap(quick)) == (128, 16)
+    assert (default_tile(standard), default_overlap(standard)) == (128, 32)  # as twice the subtomogram
+    assert (default_tile(thorough), default_overlap(thorough)) == (192, 48)
+    vol = _volume((40, 300, 260))
+    res = predict(quick, vol, batch_size=2, device="cpu", calibrate=False, coarse=False, fuse=False)
+    assert res.tile == (56, 128, 128) and res.overlap == (16, 16, 16)  # z shrinks to the volume and its margin
+    assert len(plan_tiles(vol.shape, 128, 16)) == 9  # 3 x 3 tiles across y and x, one along z
+    explicit = predict(quick, vol[:, :64, :64], tile=32, device="cpu", calibrate=False, coarse=False, fuse=False)
+    assert explicit.overlap == (8, 8, 8)  # another tile: a quarter of it
+
+
 def test_tiled_equals_untiled_conv_net():
     gen = SmallConv()
     vol = _volume((24, 30, 34))

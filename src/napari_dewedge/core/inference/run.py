@@ -20,7 +20,7 @@ import numpy as np
 
 from .passes import calibration_pass, coarse_pass, fusion_pass, reliability_pass, second_noise, solvent_pass, wedge_of
 from .solvent import Flattening
-from .tiles import TilePlan, _read_tile, _round_up, default_tile, plan_tiles
+from .tiles import TilePlan, _read_tile, _round_up, default_overlap, default_tile, plan_tiles
 from .views import average_views, view_flips
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -347,7 +347,8 @@ def run_inference(
         ``(z, y, x)`` array of any real dtype, e.g. a read-only memory map.
     tile, overlap
         Tile edge (default :func:`default_tile`, rounded up to the padding
-        multiple) and the overlap of neighbouring tiles (default ``tile // 4``).
+        multiple) and the overlap of neighbouring tiles (default: half the
+        subtomogram size with the default tile, ``tile // 4`` with another).
     batch_size
         Tiles per forward pass (default from the tile size and the device).
     samples, noise_scale
@@ -518,7 +519,10 @@ def _single(model: "TrainedModel", volume: np.ndarray, *, geometry: Any, tile: i
     if tile_req < 1:
         raise ValueError(f"tile must be a positive number of voxels, got {tile}")
     tile_req = _round_up(tile_req, multiple)
-    overlap_req = tile_req // 4 if overlap is None else int(overlap)
+    if overlap is None:
+        overlap_req = tile_req // 4 if tile is not None else min(default_overlap(model), tile_req - 1)
+    else:
+        overlap_req = int(overlap)
     min_size = int(getattr(generator, "min_size", multiple) or multiple)
     plan = plan_tiles(shape, tile_req, overlap_req, multiple, min_size)
 
