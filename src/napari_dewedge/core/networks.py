@@ -307,6 +307,19 @@ def build_energy(config: Mapping[str, Any] | None = None) -> EnergyNet:
     return _build(EnergyNet, config, "energy network")  # type: ignore[return-value]
 
 
+def _batch_norms_to_fold(net: nn.Module) -> list[tuple[nn.Sequential, str, str]]:
+    """``(sequential, conv name, norm name)`` for each convolution followed by a batch norm with running statistics."""
+    pairs = []
+    for seq in net.modules():
+        if isinstance(seq, nn.Sequential):
+            for a, b in zip(seq._modules, list(seq._modules)[1:]):
+                conv, bn = seq._modules[a], seq._modules[b]
+                if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d) and bn.running_mean is not None \
+                        and bn.running_var is not None and conv.out_channels == bn.num_features:
+                    pairs.append((seq, a, b))
+    return pairs
+
+
 def inference_copy(net: nn.Module) -> nn.Module:
     """``net`` in eval mode for inference, each batch norm folded into its convolution.
 
@@ -320,30 +333,22 @@ def inference_copy(net: nn.Module) -> nn.Module:
     """
     import copy
 
-    if not any(isinstance(a, nn.Conv3d) and isinstance(b, nn.BatchNorm3d)
-               for seq in net.modules() if isinstance(seq, nn.Sequential) for a, b in zip(seq, list(seq)[1:])):
+    if not _batch_norms_to_fold(net):
         return net.eval()
     out = copy.deepcopy(net).eval()
-    for seq in out.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if not (isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d)) or not bn.track_running_stats \
-                    or bn.running_mean is None or bn.running_var is None or conv.out_channels != bn.num_features:
-                continue
-            with torch.no_grad():
-                scale = torch.rsqrt(bn.running_var + bn.eps)
-                if bn.affine:
-                    scale = scale * bn.weight
-                shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
-                if conv.bias is not None:
-                    shift = shift + conv.bias * scale
-                weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
-                conv.weight = nn.Parameter(weight.contiguous(memory_format=CHANNELS_LAST), requires_grad=False)
-                conv.bias = nn.Parameter(shift.to(weight.dtype), requires_grad=False)
-            seq._modules[b] = nn.Identity()
+    for seq, a, b in _batch_norms_to_fold(out):
+        conv, bn = seq._modules[a], seq._modules[b]
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.affine:
+                scale = scale * bn.weight
+            shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+            if conv.bias is not None:
+                shift = shift + conv.bias * scale
+            weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
+            conv.weight = nn.Parameter(weight.contiguous(memory_format=CHANNELS_LAST), requires_grad=False)
+            conv.bias = nn.Parameter(shift.to(weight.dtype), requires_grad=False)
+        seq._modules[b] = nn.Identity()
     return out
 
 
