@@ -174,3 +174,50 @@ def test_lone_sample_convolution_matches_the_native_one() -> None:
     torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gx, x.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gw, conv.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 12, 12, 12), (3, 4, 5, 3, 7), (1, 16, 2, 2, 2)])
+def test_row_batch_norm_matches_the_native_one(shape: tuple[int, ...]) -> None:
+    """The channels-last CPU batch norm: the native values, gradients and running statistics, in both modes."""
+    from napari_dewedge.core.networks import CHANNELS_LAST, _BatchNorm3d
+
+    torch.manual_seed(0)
+    c = shape[1]
+    native, rows = torch.nn.BatchNorm3d(c), _BatchNorm3d(c)
+    with torch.no_grad():
+        native.weight.uniform_(0.5, 2.0)
+        native.bias.uniform_(-1.0, 1.0)
+    rows.load_state_dict(native.state_dict())
+    x = (3.0 * torch.randn(shape) + 5.0).contiguous(memory_format=CHANNELS_LAST)  # off-centre, not unit
+    grad = torch.randn(shape).contiguous(memory_format=CHANNELS_LAST)
+    outs = []
+    for norm in (native, rows):
+        xi = x.clone().requires_grad_()
+        for _ in range(2):  # twice: the running averages move twice
+            y = norm(xi)
+        (y * grad).sum().backward()
+        outs.append((y.detach(), xi.grad, norm.weight.grad, norm.bias.grad))
+    assert outs[1][0].is_contiguous(memory_format=CHANNELS_LAST) and outs[1][1].is_contiguous(
+        memory_format=CHANNELS_LAST)
+    for got, expected in zip(outs[1], outs[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(rows, name), getattr(native, name), rtol=1e-5, atol=1e-6)
+    native.eval(), rows.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rows(x), native(x), rtol=1e-4, atol=1e-4)
+    with torch.profiler.profile() as prof:  # the row path ran (not PyTorch's own kernel)
+        rows.train()(x.requires_grad_())
+    assert "aten::native_batch_norm" not in {e.key for e in prof.key_averages()}
+
+
+def test_row_batch_norm_leaves_other_inputs_to_pytorch() -> None:
+    """The contiguous layout, or a gradient through running statistics, takes the native path."""
+    from napari_dewedge.core.networks import _BatchNorm3d
+
+    norm = _BatchNorm3d(4)
+    x = torch.randn(2, 4, 6, 6, 6)  # contiguous, not channels last
+    with torch.profiler.profile() as prof:
+        norm(x)
+        norm.eval()(x.requires_grad_())
+    assert sum(e.count for e in prof.key_averages() if e.key == "aten::native_batch_norm") == 2

@@ -73,11 +73,111 @@ class _Conv3d(nn.Conv3d):
         return super()._conv_forward(input, weight, bias)
 
 
+def _rows(x: torch.Tensor, channels: int, width: int) -> torch.Tensor:
+    """A channels-last ``(N, C, D, H, W)`` tensor's memory as rows of ``width`` values
+    (``width`` a multiple of ``channels``: channel ``i % channels`` in column ``i``)."""
+    return x.permute(0, 2, 3, 4, 1).reshape(-1, width)
+
+
+def _per_channel(row_sums: torch.Tensor, channels: int) -> torch.Tensor:
+    return row_sums.view(-1, channels).sum(0)
+
+
+class _RowBatchNorm(torch.autograd.Function):
+    """Batch statistics, normalisation and their gradients on the rows of :func:`_rows`.
+
+    PyTorch's batch norm broadcasts its few per-channel values over an inner
+    dimension of only ``C`` values in the channels-last layout, which its CPU
+    kernels do not vectorise; on rows of a few hundred values the same sums
+    and the same affine map run several times faster. Two passes for the
+    variance (the mean first), as the native kernel.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, c = x.shape[:2]
+        rows = _rows(x, c, width)
+        m = x.numel() // c
+        reps = width // c
+        mean = _per_channel(rows.sum(0), c) / m
+        centred = rows - mean.repeat(reps)
+        var = _per_channel((centred * centred).sum(0), c) / m
+        rstd = torch.rsqrt(var + eps)
+        out = torch.empty_like(x)  # channels last, as ``x``; returned whole (a view could not be changed in place)
+        torch.addcmul(bias.repeat(reps), centred, (weight * rstd).repeat(reps), out=_rows(out, c, width))
+        ctx.save_for_backward(centred, rstd, weight)
+        ctx.width = width
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
+        centred, rstd, weight = ctx.saved_tensors
+        c, width = weight.shape[0], ctx.width
+        reps, m = width // c, centred.numel() // c
+        grad = grad.contiguous(memory_format=CHANNELS_LAST)
+        g = _rows(grad, c, width)
+        g_sum = _per_channel(g.sum(0), c)
+        g_dot = _per_channel((g * centred).sum(0), c)  # sum of grad * (x - mean)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            a = weight * rstd
+            grad_x = torch.empty_like(grad)
+            rows = _rows(grad_x, c, width)
+            torch.addcmul((-a * g_sum / m).repeat(reps), g, a.repeat(reps), out=rows)
+            rows.addcmul_(centred, (-a * rstd * rstd * g_dot / m).repeat(reps))
+        return grad_x, g_dot * rstd, g_sum, None, None
+
+
+def _row_width(x: torch.Tensor) -> int:
+    """Values per row for :func:`_rows`: ``C`` times the largest power of two up to 32 that divides the voxels."""
+    voxels, reps = x.numel() // x.shape[1], 32
+    while voxels % reps:
+        reps //= 2
+    return x.shape[1] * reps
+
+
+class _BatchNorm3d(nn.BatchNorm3d):
+    """A batch norm that runs float32 channels-last volumes on the CPU through :class:`_RowBatchNorm`.
+
+    The same statistics, running averages and gradients as ``nn.BatchNorm3d``
+    (and the same state dict), about eight times faster there: in the quick
+    preset's training on 2 cores its batch norms took a fifth of a step.
+    Anything else (another device or dtype, autocast, the contiguous layout)
+    goes to PyTorch's own.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        batch_stats = self.training or self.running_mean is None
+        if not (input.device.type == "cpu" and input.dtype == torch.float32 and input.dim() == 5 and self.affine
+                and input.is_contiguous(memory_format=CHANNELS_LAST) and not _cpu_autocast()
+                and input.numel() > input.shape[1] and (batch_stats or not torch.is_grad_enabled())):
+            return super().forward(input)
+        c, width = input.shape[1], _row_width(input)
+        if not batch_stats:  # running statistics, no gradient: a fixed affine map
+            scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+            out = torch.empty_like(input)
+            torch.addcmul((self.bias - self.running_mean * scale).repeat(width // c), _rows(input, c, width),
+                          scale.repeat(width // c), out=_rows(out, c, width))
+            return out
+        out, mean, var = _RowBatchNorm.apply(input, self.weight, self.bias, self.eps, width)
+        if self.training and self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                m = input.numel() // c
+                self.running_mean.lerp_(mean, factor)
+                self.running_var.lerp_(var * (m / (m - 1)), factor)
+        return out
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
     if kind == "batch":
-        return nn.BatchNorm3d(channels)
+        return _BatchNorm3d(channels)
     if kind == "group":
         groups = min(8, channels)
         while channels % groups:
