@@ -5,8 +5,10 @@ Prints, for the chosen device:
 - the dense matmul rates in float32 and, where mixed precision runs, in its
   reduced dtype (bfloat16 on GPUs and on CPUs with native bfloat16): the
   baselines, each figure against the rate of the dtype it ran in;
-- a training step: seconds, subtomograms per second and achieved FLOP/s as a
-  percentage of that matmul rate;
+- a training step (the preset as the command line builds it for this
+  machine): seconds, subtomograms per second and achieved FLOP/s as a
+  percentage of that matmul rate; on a CPU, the same step with PyTorch's own
+  batch norm, the baseline of the package's (``networks._BatchNorm3d``);
 - inference of the tiles alone (one view, none of the passes): voxels per
   second and achieved FLOP/s as a percentage, and the peak GPU memory (on
   CUDA), after an untimed first call on one tile's block (its time reported:
@@ -91,7 +93,13 @@ def forward_flops(module, shape: tuple[int, ...], device) -> float:
     return total[0]
 
 
-def training_step(preset: str, device, amp: bool, size: int, steps: int, seed: int = 0) -> dict:
+def training_step(preset: str, device, amp: bool, size: int, steps: int, seed: int = 0,
+                  native_batch_norm: bool = False) -> dict:
+    """A training step's time (the median of ``steps``); ``native_batch_norm``: the generator built with
+    PyTorch's own batch norm instead of the package's (the baseline of its CPU path)."""
+    import torch
+
+    from napari_dewedge.core import networks
     from napari_dewedge.core.phantoms import cell, corrupt
     from napari_dewedge.core.training import Trainer, TrainingConfig
     from napari_dewedge.core.wedge import WedgeGeometry
@@ -99,9 +107,15 @@ def training_step(preset: str, device, amp: bool, size: int, steps: int, seed: i
     geometry = WedgeGeometry()
     volume = corrupt(cell(size, seed=seed), geometry, snr=1.0, seed=seed)
     warm = 3
-    config = TrainingConfig.preset(preset, device=str(device), amp=amp, steps=warm + steps, preview_every=0,
-                                   checkpoint_every_s=None, seed=seed)
-    trainer = Trainer(volume, geometry, config)
+    # the preset as the command line and the widget build it for this machine (on a CPU without bfloat16: 8 wide)
+    config = TrainingConfig.preset(preset, machine=device, device=str(device), amp=amp, steps=warm + steps,
+                                   preview_every=0, checkpoint_every_s=None, seed=seed)
+    ours = networks._BatchNorm3d
+    networks._BatchNorm3d = torch.nn.BatchNorm3d if native_batch_norm else ours
+    try:
+        trainer = Trainer(volume, geometry, config)
+    finally:
+        networks._BatchNorm3d = ours
     times = []
     last = None
     for event in trainer.run():
@@ -206,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     emit(f"- training step ({train['batch']} x {train['subtomo_size']}^3): {train['seconds_per_step']:.3f} s, "
          f"{train['subtomograms_per_s']:.1f} subtomograms/s, {train['flop_rate'] / 1e9:.2f} GFLOP/s = "
          f"{100 * train['flop_rate'] / rates[train_dtype]:.1f} % of the {train_dtype} matmul rate")
+    if device.type == "cpu":  # the baseline of the CPU batch norm (networks._BatchNorm3d), in the same run
+        base = training_step(preset, device, amp, size, steps, native_batch_norm=True)
+        emit(f"- the same with PyTorch's own batch norm: {base['seconds_per_step']:.3f} s "
+             f"(the package's takes {train['seconds_per_step'] / base['seconds_per_step']:.2f} times as long)")
     infer = inference(preset, device, amp, shape)
     emit(f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
          f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "

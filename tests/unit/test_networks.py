@@ -176,7 +176,7 @@ def test_lone_sample_convolution_matches_the_native_one() -> None:
     torch.testing.assert_close(gw, conv.weight.grad, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", [(4, 8, 12, 12, 12), (3, 4, 5, 3, 7), (1, 16, 2, 2, 2)])
+@pytest.mark.parametrize("shape", [(4, 8, 12, 12, 12), (3, 4, 5, 3, 7), (1, 12, 2, 2, 2)])
 def test_row_batch_norm_matches_the_native_one(shape: tuple[int, ...]) -> None:
     """The channels-last CPU batch norm: the native values, gradients and running statistics, in both modes."""
     from napari_dewedge.core.networks import CHANNELS_LAST, _BatchNorm3d
@@ -212,12 +212,14 @@ def test_row_batch_norm_matches_the_native_one(shape: tuple[int, ...]) -> None:
 
 
 def test_row_batch_norm_leaves_other_inputs_to_pytorch() -> None:
-    """The contiguous layout, or a gradient through running statistics, takes the native path."""
-    from napari_dewedge.core.networks import _BatchNorm3d
+    """The contiguous layout, a gradient through running statistics, or 16 channels take the native path."""
+    from napari_dewedge.core.networks import CHANNELS_LAST, _BatchNorm3d
 
     norm = _BatchNorm3d(4)
     x = torch.randn(2, 4, 6, 6, 6)  # contiguous, not channels last
+    wide = torch.randn(2, 16, 6, 6, 6).contiguous(memory_format=CHANNELS_LAST)
     with torch.profiler.profile() as prof:
         norm(x)
         norm.eval()(x.requires_grad_())
-    assert sum(e.count for e in prof.key_averages() if e.key == "aten::native_batch_norm") == 2
+        _BatchNorm3d(16)(wide)
+    assert sum(e.count for e in prof.key_averages() if e.key == "aten::native_batch_norm") == 3
