@@ -93,43 +93,62 @@ def forward_flops(module, shape: tuple[int, ...], device) -> float:
     return total[0]
 
 
-def training_step(preset: str, device, amp: bool, size: int, steps: int, seed: int = 0,
-                  native_batch_norm: bool = False) -> dict:
-    """A training step's time (the median of ``steps``); ``native_batch_norm``: the generator built with
-    PyTorch's own batch norm instead of the package's (the baseline of its CPU path)."""
+def _trainer(preset: str, device, amp: bool, volume, geometry, steps: int, seed: int, native_batch_norm: bool):
     import torch
 
     from napari_dewedge.core import networks
-    from napari_dewedge.core.phantoms import cell, corrupt
     from napari_dewedge.core.training import Trainer, TrainingConfig
+
+    # the preset as the command line and the widget build it for this machine (on a CPU without bfloat16: 8 wide)
+    config = TrainingConfig.preset(preset, machine=device, device=str(device), amp=amp, steps=steps,
+                                   preview_every=0, checkpoint_every_s=None, seed=seed)
+    ours = networks._BatchNorm3d
+    networks._BatchNorm3d = torch.nn.BatchNorm3d if native_batch_norm else ours
+    try:
+        return Trainer(volume, geometry, config)
+    finally:
+        networks._BatchNorm3d = ours
+
+
+def training_step(preset: str, device, amp: bool, size: int, steps: int, seed: int = 0,
+                  baseline: bool = False) -> list[dict]:
+    """A training step's time (the median of ``steps``); with ``baseline``, also that of the same step
+    with PyTorch's own batch norm in the generator instead of the package's (the baseline of its CPU
+    path), the two trainers stepped in turn so that the machine's drift falls on both alike."""
+    from napari_dewedge.core.phantoms import cell, corrupt
     from napari_dewedge.core.wedge import WedgeGeometry
 
     geometry = WedgeGeometry()
     volume = corrupt(cell(size, seed=seed), geometry, snr=1.0, seed=seed)
     warm = 3
-    # the preset as the command line and the widget build it for this machine (on a CPU without bfloat16: 8 wide)
-    config = TrainingConfig.preset(preset, machine=device, device=str(device), amp=amp, steps=warm + steps,
-                                   preview_every=0, checkpoint_every_s=None, seed=seed)
-    ours = networks._BatchNorm3d
-    networks._BatchNorm3d = torch.nn.BatchNorm3d if native_batch_norm else ours
-    try:
-        trainer = Trainer(volume, geometry, config)
-    finally:
-        networks._BatchNorm3d = ours
-    times = []
-    last = None
-    for event in trainer.run():
-        now = time.perf_counter()
-        if event.step > warm and last is not None:
-            times.append(now - last)
-        last = now
-    per_step = float(np.median(times))
-    d, b = trainer.subtomo_size, config.batch_size
-    g = forward_flops(trainer._g, (b, 1, d, d, d), device)
-    e = forward_flops(trainer._e, (b, 1, d, d, d), device)
-    flops = 3 * 2 * g + g + 3 * 4 * e
-    return {"seconds_per_step": per_step, "subtomograms_per_s": b / per_step, "flops_per_step": flops,
-            "flop_rate": flops / per_step, "subtomo_size": d, "batch": b}
+    trainers = [_trainer(preset, device, amp, volume, geometry, warm + steps, seed, native)
+                for native in ((False, True) if baseline else (False,))]
+    runs = [iter(t.run()) for t in trainers]
+    times: list[list[float]] = [[] for _ in trainers]
+    alive = [True] * len(runs)
+    turn = 0
+    while any(alive):
+        order = range(len(runs)) if turn % 2 == 0 else reversed(range(len(runs)))  # who goes first alternates
+        turn += 1
+        for i in order:
+            if not alive[i]:
+                continue
+            t0 = time.perf_counter()
+            event = next(runs[i], None)
+            if event is None:
+                alive[i] = False
+            elif event.step > warm:
+                times[i].append(time.perf_counter() - t0)
+    out = []
+    for trainer, spent in zip(trainers, times):
+        per_step = float(np.median(spent))
+        d, b = trainer.subtomo_size, trainer.config.batch_size
+        g = forward_flops(trainer._g, (b, 1, d, d, d), device)
+        e = forward_flops(trainer._e, (b, 1, d, d, d), device)
+        flops = 3 * 2 * g + g + 3 * 4 * e
+        out.append({"seconds_per_step": per_step, "subtomograms_per_s": b / per_step, "flops_per_step": flops,
+                    "flop_rate": flops / per_step, "subtomo_size": d, "batch": b})
+    return out
 
 
 def inference(preset: str, device, amp: bool, shape: tuple[int, int, int]) -> dict:
@@ -216,14 +235,15 @@ def main(argv: list[str] | None = None) -> int:
 
     emit(f"### Throughput: {name}, preset {preset}, training in {train_dtype}, inference in {infer_dtype}", "",
          *(f"- dense matmul ({k}, {n}^2): {v / 1e9:.1f} GFLOP/s" for k, v in rates.items()))
-    train = training_step(preset, device, amp, size, steps)
+    cpu = device.type == "cpu"  # there, PyTorch's own batch norm is the baseline of the package's (same run)
+    train, *base = training_step(preset, device, amp, size, steps, baseline=cpu)
     emit(f"- training step ({train['batch']} x {train['subtomo_size']}^3): {train['seconds_per_step']:.3f} s, "
          f"{train['subtomograms_per_s']:.1f} subtomograms/s, {train['flop_rate'] / 1e9:.2f} GFLOP/s = "
          f"{100 * train['flop_rate'] / rates[train_dtype]:.1f} % of the {train_dtype} matmul rate")
-    if device.type == "cpu":  # the baseline of the CPU batch norm (networks._BatchNorm3d), in the same run
-        base = training_step(preset, device, amp, size, steps, native_batch_norm=True)
-        emit(f"- the same with PyTorch's own batch norm: {base['seconds_per_step']:.3f} s "
-             f"(the package's takes {train['seconds_per_step'] / base['seconds_per_step']:.2f} times as long)")
+    if base:
+        emit(f"- the same step with PyTorch's own batch norm, the two stepped in turn: "
+             f"{base[0]['seconds_per_step']:.3f} s (the package's takes "
+             f"{train['seconds_per_step'] / base[0]['seconds_per_step']:.2f} times as long)")
     infer = inference(preset, device, amp, shape)
     emit(f"- inference ({shape[0]}x{shape[1]}x{shape[2]}, tiles {infer['tile']}): {infer['seconds']:.1f} s, "
          f"{infer['voxels_per_s'] / 1e6:.2f} Mvoxel/s, {infer['flop_rate'] / 1e9:.2f} GFLOP/s = "
