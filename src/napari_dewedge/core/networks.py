@@ -140,6 +140,14 @@ def _row_width(x: torch.Tensor) -> int:
     return x.shape[1] * reps
 
 
+def _eval_affine(bn: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch norm in eval mode as the per-channel map ``x * scale + shift``."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight
+    return scale, -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+
+
 #: Channels below which PyTorch's CPU batch norm is slow in the channels-last layout (measured on AVX2:
 #: 4 and 8 channels two to eight times slower than :class:`_RowBatchNorm`, 16 and more faster than it).
 _ROW_NORM_CHANNELS = 16
@@ -165,10 +173,10 @@ class _BatchNorm3d(nn.BatchNorm3d):
             return super().forward(input)
         c, width = input.shape[1], _row_width(input)
         if not batch_stats:  # running statistics, no gradient: a fixed affine map
-            scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+            scale, shift = _eval_affine(self)
             out = torch.empty_like(input)
-            torch.addcmul((self.bias - self.running_mean * scale).repeat(width // c), _rows(input, c, width),
-                          scale.repeat(width // c), out=_rows(out, c, width))
+            torch.addcmul(shift.repeat(width // c), _rows(input, c, width), scale.repeat(width // c),
+                          out=_rows(out, c, width))
             return out
         out, mean, var = _RowBatchNorm.apply(input, self.weight, self.bias, self.eps, width)
         if self.training and self.track_running_stats and self.running_mean is not None:
@@ -447,10 +455,7 @@ def inference_copy(net: nn.Module) -> nn.Module:
     for seq, a, b in _batch_norms_to_fold(out):
         conv, bn = seq._modules[a], seq._modules[b]
         with torch.no_grad():
-            scale = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.affine:
-                scale = scale * bn.weight
-            shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+            scale, shift = _eval_affine(bn)
             if conv.bias is not None:
                 shift = shift + conv.bias * scale
             weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))
