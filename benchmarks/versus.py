@@ -51,6 +51,7 @@ maps of ``../shared/data/maps`` (100^3), with a ±60° wedge and no noise.
     python benchmarks/versus.py --quick                 # 48^3, 40 s a method: a few minutes
     python benchmarks/versus.py --budget 300            # 96^3, 5 minutes a method (the issue's budget)
     python benchmarks/versus.py --scenes sphere prism   # the paper's shapes, 5 minutes a method
+    python benchmarks/versus.py --scene-seed 1          # other cell scenes, drawn the same way
 """
 
 from __future__ import annotations
@@ -106,10 +107,11 @@ class Row:
     steps: int | str | None = None  # "done of planned" when the budget cut the schedule
 
 
-def make_scene(name: str, size: int, small: bool = False, orientations: int = 10) -> Scene:
+def make_scene(name: str, size: int, small: bool = False, orientations: int = 10, scene_seed: int = 0) -> Scene:
     """A cell scene of ``size``^3 (halves: two noise draws of twice the variance, the full volume their mean), or
     one of the paper's shapes at its sizes (``small``: about half) with no noise, so that both halves are the
-    volume itself."""
+    volume itself. ``scene_seed`` other than 0 draws another cell and its noise (phantom seed
+    ``seed + 100 * scene_seed``): a scene no setting was tuned on."""
     from napari_dewedge.core.phantoms import cell, corrupt, paper_shapes
     from napari_dewedge.core.wedge import WedgeGeometry
 
@@ -125,9 +127,10 @@ def make_scene(name: str, size: int, small: bool = False, orientations: int = 10
         truths = paper_shapes(spec["shape"], orientations, small=small)
         full = [corrupt(t, geometry, snr=None).astype(np.float32) for t in truths]
         return Scene(truths, full, full, full, geometry)
-    truth = cell(size, seed=spec["seed"])
-    even = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=spec["seed"] * 10 + 1)
-    odd = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=spec["seed"] * 10 + 2)
+    seed = spec["seed"] + 100 * scene_seed
+    truth = cell(size, seed=seed)
+    even = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=seed * 10 + 1)
+    odd = corrupt(truth, geometry, snr=spec["snr"] / 2, seed=seed * 10 + 2)
     full = ((even.astype(np.float64) + odd) / 2).astype(np.float32)
     return Scene([truth], [full], [even], [odd], geometry)
 
@@ -267,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: all but ours-standard and ours-thorough, which join on a GPU")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scene-seed", type=int, default=0,
+                        help="another draw of the cell scenes (their phantom and noise; 0: the usual ones)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a training setting for ours and ours-halves (a lever to screen); repeatable")
     parser.add_argument("--name", default=None, help="suffix of the table and figure files")
@@ -291,10 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     sizes = []
     for name in args.scenes:
-        scene = make_scene(name, size, small=args.quick, orientations=args.orientations or (2 if args.quick else 10))
+        scene = make_scene(name, size, small=args.quick, orientations=args.orientations or (2 if args.quick else 10),
+                           scene_seed=args.scene_seed)
         label = name if len(scene.truths) == 1 else f"{name} (mean of {len(scene.truths)})"
         count = "" if len(scene.truths) == 1 else f" x{len(scene.truths)} trained together"
         noise = f"SNR {SCENES[name]['snr']:g}" if "snr" in SCENES[name] else "no noise"
+        if "snr" in SCENES[name] and args.scene_seed:
+            noise += f", scene seed {args.scene_seed}"
         sizes.append(f"{name} {scene.truths[0].shape[0]}^3{count} ({noise}, wedge {scene.geometry})")
         volumes = {}
         for method in methods:

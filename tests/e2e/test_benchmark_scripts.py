@@ -61,6 +61,19 @@ def test_versus_trains_every_method_on_the_time_budget(tmp_path):
     assert steps.isdigit() and int(steps) > 0  # ended by its time budget, not cut by the guard
 
 
+def test_versus_draws_other_cell_scenes_with_a_scene_seed(tmp_path):
+    versus = _script("versus")
+    usual = versus.make_scene("cell-snr1-sym", 32)
+    other = versus.make_scene("cell-snr1-sym", 32, scene_seed=1)
+    again = versus.make_scene("cell-snr1-sym", 32, scene_seed=1)
+    assert not np.allclose(usual.truths[0], other.truths[0])  # another cell, not only other noise
+    assert np.array_equal(other.truths[0], again.truths[0]) and np.array_equal(other.full[0], again.full[0])
+    args = ["--size", "32", "--scenes", "cell-snr1-sym", "--methods", "input", "--scene-seed", "1",
+            "--device", "cpu", "--name", "held-out", "--out", str(tmp_path)]
+    assert versus.main(args) == 0
+    assert "SNR 1, scene seed 1" in (tmp_path / "versus_held-out.md").read_text(encoding="utf-8")
+
+
 def test_versus_trains_the_prism_orientations_together(tmp_path):
     versus = _script("versus")
     scene = versus.make_scene("prism", 0, small=True, orientations=2)
