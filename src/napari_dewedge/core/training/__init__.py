@@ -111,7 +111,8 @@ run ends, however it ends.
 Modules: :mod:`.config` (settings, schema, presets), :mod:`.noise` (noise
 estimate), :mod:`.sampling` (subtomograms), :mod:`.losses` (the losses and
 schedules as pure functions), :mod:`.events` (the progress record),
-:mod:`.checkpoint`, :mod:`.trainer`, :mod:`.multi` (datasets) and :mod:`.distributed` (torchrun).
+:mod:`.checkpoint`, :mod:`.trainer`, :mod:`.energy` (the energy term of a step), :mod:`.multi`
+(datasets) and :mod:`.distributed` (torchrun).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from . import distributed
 from . import losses as L
 from .checkpoint import load_checkpoint, write_checkpoint
 from .config import TrainingConfig
+from .energy import energy_terms
 from .events import TrainingEvent
 from .multi import dataset_batch, dataset_input, fit_sources, prepare_sources
 from .noise import NoiseEstimate, resolve_noise, synthetic_noise, tomogram_noise
@@ -457,53 +458,6 @@ class Trainer:
     def _amp(self) -> Any:
         return autocast_context(self.device, enabled=self._amp_dtype is not None)
 
-    def _energy_d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg = self.config
-        with self._amp():
-            e_real = self._e(real).float()
-            e_fake = self._e(fake).float()
-        extra: dict[str, float] = {}
-        gp = None
-        if cfg.energy_objective == "wgan-gp":
-            alpha = torch.rand((real.shape[0], 1, 1, 1, 1), generator=self._tgen, device=self.device)
-            gp = L.gradient_penalty(self._e, real, fake, alpha)
-            extra = {"gradient_penalty": float(gp.detach())}
-        loss = L.energy_net_loss(e_real, e_fake, cfg.energy_objective, gp=gp, gp_weight=cfg.gp_weight)
-        stats = {"e_real": float(e_real.detach().mean()), "e_fake": float(e_fake.detach().mean()), **extra}
-        return loss, stats
-
-    def _energy_terms(self, y_obs: torch.Tensor, fake: torch.Tensor,
-                      e_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """Update the energy network, then its term of the generator's loss.
-
-        The energy network is left frozen (the caller thaws it after the
-        generator's update). Returns ``(energy network loss, generator energy term, stats)``; ``fake``
-        is the rotated prediction with the observation's noise, still attached
-        to the generator's graph.
-        """
-        cfg, e, T = self.config, self._e, self._step_geometry
-        # both sides seen through the wedge: a crop of the tomogram is not exactly wedge-filtered
-        # (its edges leak power into the wedge), and the energy network would learn that alone
-        fake = apply_wedge(fake, T) + e_x
-        real = apply_wedge(y_obs, T) + e_x
-        # 1. energy network: low energy for observations, high for re-corrupted predictions
-        e.requires_grad_(True)
-        d_loss, stats = torch.zeros((), device=self.device), {}
-        for _ in range(cfg.energy_steps):
-            d_loss, stats = self._energy_d_loss(real, fake.detach())
-            self._opt_e.zero_grad(set_to_none=True)
-            self._scaler_e.scale(d_loss).backward()
-            if self._dist is not None:
-                self._dist.average_gradients(e)
-            self._scaler_e.step(self._opt_e)
-            self._scaler_e.update()
-        # 2. its term of the generator's loss: low energy for the prediction
-        e.requires_grad_(False)
-        with self._amp():
-            e_gen = e(fake).float()
-        # wgan-gp: E(fake) - E(real), the gradient of E(fake), reported as the (estimated) Wasserstein gap
-        return d_loss, L.generator_energy_loss(e_gen, cfg.energy_objective, stats["e_real"]), stats
-
     def _train_step(self, k: int) -> tuple[dict[str, float], float, float]:
         cfg = self.config
         g, e = (self._g if self._dist is None else self._dist.generator), self._e  # DDP under torch.distributed
@@ -548,7 +502,7 @@ class Trainer:
             fake = L.rotate_each(pred, [WEDGE_MOVING_ROTATIONS[i] for i in rot_idx])
             if n_syn is not None:
                 fake = fake + n_syn
-            d_loss, energy, stats = self._energy_terms(y_obs, fake, e_x)
+            d_loss, energy, stats = energy_terms(self, y_obs, fake, e_x)
             self._energy_log = {"energy_net": float(d_loss.detach()), "energy": float(energy.detach()), **stats}
         consistency = torch.zeros((), device=self.device)
         cons_term = None
