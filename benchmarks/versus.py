@@ -147,8 +147,9 @@ def low_pass_oracle(observed: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray
 #: The baselines' objectives over the quick preset: no energy, none of ours' input or target
 #: options, and the consistency target of IsoNet's recipe (data where measured, the frozen
 #: prediction inside the wedge); IsoNet has no fidelity term, DeepDeWedge's is on the halves.
+#: Both start from random weights, as their papers do (not from ours' built-in prior).
 _BASE = dict(energy_weight=0.0, lambda_decay=False, fidelity_target="observation", filter_input=False,
-             consistency_target="data")
+             consistency_target="data", prior=False)
 BASELINES = {"isonet-style": dict(_BASE, fidelity_weight=0.0), "ddw-style": dict(_BASE)}
 
 #: Step cap of a run on a time budget (the budget ends it long before).

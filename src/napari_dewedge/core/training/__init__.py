@@ -95,6 +95,12 @@ multiple of the U-Net's padding multiple that fits; when even the smallest
 size the U-Net accepts does not fit, the tomogram is padded by reflection to
 that size. The event stream reports either change.
 
+Start: the generator's weights come from the package's built-in prior
+(:mod:`.prior`) when its U-Net has one (the quick preset's: the same U-Net
+trained once, with the truth as target, on simulated tomograms of public
+single-particle maps), and are random otherwise or with ``prior=False``;
+either way the run trains them on this tomogram alone.
+
 Optimisation: Adam for both networks (``lr``, default 1e-4), linear warm-up
 over the first ``warmup_fraction`` of the steps and linear decay after it;
 mixed precision (bfloat16, or float16 with loss scaling) on CUDA, bfloat16 on
@@ -111,8 +117,8 @@ run ends, however it ends.
 Modules: :mod:`.config` (settings, schema, presets), :mod:`.noise` (noise
 estimate), :mod:`.sampling` (subtomograms), :mod:`.losses` (the losses and
 schedules as pure functions), :mod:`.events` (the progress record),
-:mod:`.checkpoint`, :mod:`.trainer`, :mod:`.energy` (the energy term of a step), :mod:`.multi`
-(datasets) and :mod:`.distributed` (torchrun).
+:mod:`.checkpoint`, :mod:`.trainer`, :mod:`.energy` (the energy term of a step), :mod:`.prior`
+(the built-in starting weights), :mod:`.multi` (datasets) and :mod:`.distributed` (torchrun).
 """
 
 from __future__ import annotations

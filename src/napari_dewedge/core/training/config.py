@@ -304,6 +304,11 @@ class TrainingConfig:
     unet: dict[str, Any] = field(default_factory=lambda: dict(_DEFAULT_UNET), metadata=_meta(
         "Settings of the generator's U-Net (depth, width, norm, residual), merged over the defaults.",
         "U-Net", schema=False))
+    prior: bool = field(default=True, metadata=_meta(
+        "Whether the generator starts from the package's built-in prior (the same U-Net trained on simulated "
+        "tomograms of public single-particle maps) rather than from random weights; either way it then trains "
+        "on this tomogram. Only the quick preset's U-Nets have one.",
+        "Start from the built-in prior"))
     energy_width: int = field(default=16, metadata=_meta(
         "Channels of the energy network's first layer.", "Energy network width", minimum=1))
     energy_spectral_norm: bool = field(default=False, metadata=_meta(

@@ -30,6 +30,7 @@ from .energy import energy_terms
 from .events import TrainingEvent
 from .multi import dataset_batch, dataset_input, fit_sources, prepare_sources
 from .noise import NoiseEstimate, resolve_noise, synthetic_noise, tomogram_noise
+from .prior import load_prior
 from .sampling import (
     TrainingSource,
     check_training_volume,
@@ -120,6 +121,7 @@ class Trainer:
             self._e: EnergyNet = build_energy(
                 {"width": config.energy_width, "spectral_norm": config.energy_spectral_norm}
             )
+        self._prior = load_prior(self._g) if config.prior else None  # None: no prior for this U-Net
         self._sources: list[TrainingSource] = []
         self._multi = dataset is not None and (len(dataset) > 1 or any(d.has_halves or d.mask is not None
                                                                            for d in dataset))
@@ -250,6 +252,8 @@ class Trainer:
             notes.insert(-1, "no noise to speak of: the consistency term alone")
         if self._step:
             notes.insert(0, f"resumed at step {self._step}")
+        elif self._prior is not None:
+            notes.insert(0, "started from the built-in prior")
         if self._step >= total or self._time_spent():
             self._finished = True
             self._write_checkpoint()
@@ -376,6 +380,7 @@ class Trainer:
             device_used=str(self.device),
             processes=1 if self._dist is None else self._dist.world_size,  # torch.distributed ranks
             steps_done=self._step,
+            prior_used=None if self._prior is None else self._prior.name,
             seconds=round(self._elapsed, 3),
             stopped=bool(self._stopped),
             volume_shape=list(self.volume_shape),
