@@ -96,8 +96,8 @@ size the U-Net accepts does not fit, the tomogram is padded by reflection to
 that size. The event stream reports either change.
 
 Start: the generator's weights come from the package's built-in prior
-(:mod:`.prior`) when its U-Net has one (the quick preset's: the same U-Net
-trained once, with the truth as target, on simulated tomograms of public
+(:mod:`.prior`) when its U-Net has one (the quick preset's 8-wide U-Net: the
+same U-Net trained once, with the truth as target, on simulated tomograms of public
 single-particle maps), and are random otherwise or with ``prior=False``;
 either way the run trains them on this tomogram alone.
 

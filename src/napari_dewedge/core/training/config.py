@@ -307,7 +307,7 @@ class TrainingConfig:
     prior: bool = field(default=True, metadata=_meta(
         "Whether the generator starts from the package's built-in prior (the same U-Net trained on simulated "
         "tomograms of public single-particle maps) rather than from random weights; either way it then trains "
-        "on this tomogram. Only the quick preset's U-Nets have one.",
+        "on this tomogram. Only the quick preset's 8-wide U-Net (its U-Net on CPUs without bfloat16) has one.",
         "Start from the built-in prior"))
     energy_width: int = field(default=16, metadata=_meta(
         "Channels of the energy network's first layer.", "Energy network width", minimum=1))

@@ -3,18 +3,21 @@
 Trained from scratch, the generator spends most of a short run learning what
 every tomogram shares: that white noise is not structure and that edges go
 on across the missing wedge. The package ships, for the quick preset's
-U-Nets, weights that already know some of it: the same U-Net trained with
-the truth as its target on simulated tomograms of two public single-particle
-maps (beta-galactosidase and GroEL, randomly turned, scaled and crowded into
-96^3 boxes, seen through missing wedges of 112-128 degrees with white noise
-at SNR 0.5-2; ``scripts/train_prior.py`` makes them). Such weights alone do
+8-wide U-Net (its U-Net on CPUs without bfloat16), weights that already know
+some of it: the same U-Net trained with the truth as its target on simulated
+tomograms of two public single-particle maps (beta-galactosidase and GroEL,
+randomly turned, scaled and crowded into 96^3 boxes, seen through tilt
+ranges of 110-120 degrees with white noise at SNR 0.5-2;
+``scripts/train_prior.py`` makes them). Such weights alone do
 little for a cell (the particles are not its membranes and filaments); as
 the starting point of the run on the tomogram itself they let the same
 minutes go further (docs/benchmarks, "The built-in prior").
 
 A prior is matched to a U-Net by its settings: a run whose U-Net has no
-prior (the standard and thorough presets, any other width or depth) starts
-from random weights, as without one.
+prior (the quick preset's 16-wide U-Net, the standard and thorough presets,
+any other width or depth) starts from random weights, as without one.
+``scripts/train_prior.py`` makes one for any width; a prior is shipped once a
+run of the benchmark has measured it.
 """
 
 from __future__ import annotations
