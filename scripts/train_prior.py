@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    unet = dict(TrainingConfig.preset("quick").unet)
+    quick = TrainingConfig.preset("quick")
+    unet = dict(quick.unet)
     if args.width is not None:
         unet["width"] = args.width
-    size, batch = TrainingConfig.preset("quick").subtomo_size, TrainingConfig.preset("quick").batch_size
+    size, batch = quick.subtomo_size, quick.batch_size
     net = build_generator(unet).train()
     t0 = time.perf_counter()
     pairs = scenes(args.scenes, args.size, args.seed)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..model import ModelFileError, safe_torch_load
+from ..model import ModelFileError, _state_dict_cpu, safe_torch_load
 
 __all__ = ["PRIOR_DIR", "PRIOR_FORMAT", "prior_file", "load_prior", "prior_payload"]
 
@@ -45,8 +45,8 @@ def prior_file(network: dict[str, Any], folder: Path = PRIOR_DIR) -> Path:
 
 def prior_payload(generator: torch.nn.Module, about: dict[str, Any]) -> dict[str, Any]:
     """What a prior file holds: the U-Net's settings, its weights and ``about`` (how they were learnt)."""
-    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
-    return {"format": PRIOR_FORMAT, "network": generator.config(), "generator": state, "about": dict(about)}
+    return {"format": PRIOR_FORMAT, "network": generator.config(), "generator": _state_dict_cpu(generator),
+            "about": dict(about)}
 
 
 def load_prior(generator: torch.nn.Module, folder: Path = PRIOR_DIR) -> Path | None:
