@@ -1,6 +1,6 @@
 """Learn the built-in prior of a U-Net (``napari_dewedge/data/priors/``) on simulated tomograms.
 
-The scenes: ``--scenes`` boxes of ``--size``^3, each crowded with 14 copies
+The scenes: ``--scenes`` boxes of ``--size``^3, each crowded with 14 copies (``--copies``)
 of two public single-particle maps (``../shared/data/maps``: beta-galactosidase,
 NGL viewer test data, MIT; GroEL, EMDB 1997, PowerFit test case, Apache-2.0),
 each copy turned at random, scaled to 0.25-0.55 of its box and kept where it
@@ -70,8 +70,11 @@ def crowded(maps: list[np.ndarray], size: int, rng: np.random.Generator, copies:
     return box
 
 
-def scenes(count: int, size: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``count`` (observation, truth) pairs, both normalised by the observation's mean and deviation."""
+def scenes(count: int, size: int, seed: int, copies: tuple[int, int] = (14, 14)) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` (observation, truth) pairs, both normalised by the observation's mean and deviation.
+
+    Each box holds a number of copies drawn uniformly from ``copies`` (both ends included).
+    """
     from napari_dewedge.core.phantoms import corrupt
     from napari_dewedge.core.wedge import WedgeGeometry
 
@@ -79,7 +82,8 @@ def scenes(count: int, size: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     maps = read_maps()
     pairs = []
     for i in range(count):
-        truth = crowded(maps, size, rng)
+        n = copies[0] if copies[0] == copies[1] else int(rng.integers(copies[0], copies[1] + 1))
+        truth = crowded(maps, size, rng, n)
         observed = corrupt(truth, WedgeGeometry(*TILTS[i % len(TILTS)], "y"), snr=SNRS[i % len(SNRS)],
                            seed=seed * 1000 + i)
         mean, std = float(observed.mean()), float(observed.std())
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=10)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--copies", type=int, nargs=2, default=(14, 14), metavar=("LO", "HI"),
+                        help="copies of the maps a box holds, drawn from LO-HI (default: 14 in every box)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="folder (default: the package's priors)")
     args = parser.parse_args(argv)
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     size, batch = quick.subtomo_size, quick.batch_size
     net = build_generator(unet).train()
     t0 = time.perf_counter()
-    pairs = scenes(args.scenes, args.size, args.seed)
+    pairs = scenes(args.scenes, args.size, args.seed, tuple(args.copies))
     print(f"{len(pairs)} scenes in {time.perf_counter() - t0:.0f} s; U-Net {net.config()}", flush=True)
     rng = np.random.default_rng(args.seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3, betas=(0.9, 0.999))
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     about = {
         "made_by": "scripts/train_prior.py", "maps": list(MAP_FILES), "scenes": args.scenes, "size": args.size,
+        "copies": list(args.copies),
         "tilts": [list(t) for t in TILTS], "snrs": list(SNRS), "subtomo_size": size, "batch_size": batch,
         "steps": args.steps, "seed": args.seed, "final_loss": round(float(smooth), 5), "seconds": round(seconds, 1),
         "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",

@@ -82,6 +82,8 @@ def test_the_prior_script_writes_a_prior_that_loads(tmp_path: Path, shared_data:
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--width", "4", "--steps", "2", "--scenes", "2", "--size", "48", "--threads", "1",
-                        "--out", str(tmp_path)]) == 0
+                        "--copies", "1", "3", "--out", str(tmp_path)]) == 0
     net = build_generator({**TrainingConfig.preset("quick").unet, "width": 4})
     assert load_prior(net, tmp_path) == prior_file(net.config(), tmp_path)
+    about = torch.load(prior_file(net.config(), tmp_path), map_location="cpu", weights_only=True)["about"]
+    assert about["copies"] == [1, 3] and about["steps"] == 2
