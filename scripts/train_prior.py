@@ -82,6 +82,7 @@ def scenes(count: int, size: int, seed: int, copies: tuple[int, int] = (14, 14))
     maps = read_maps()
     pairs = []
     for i in range(count):
+        # a fixed number draws nothing, so the default's boxes are those of the shipped prior
         n = copies[0] if copies[0] == copies[1] else int(rng.integers(copies[0], copies[1] + 1))
         truth = crowded(maps, size, rng, n)
         observed = corrupt(truth, WedgeGeometry(*TILTS[i % len(TILTS)], "y"), snr=SNRS[i % len(SNRS)],
