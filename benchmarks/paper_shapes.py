@@ -210,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no training progress lines")
     parser.add_argument("--no-solvent-flattening", dest="solvent_flattening", action="store_false",
                         help="apply without the solvent flattening (core/inference/solvent.py)")
+    parser.add_argument("--prior-folder", type=Path, default=None, metavar="DIR",
+                        help="start from the priors in DIR (scripts/train_prior.py --out DIR), not the package's")
     args = parser.parse_args(argv)
+    prior_note = ""
+    if args.prior_folder is not None:
+        from _prior_folder import use_prior_folder
+
+        prior_note = f"; {use_prior_folder(args.prior_folder)}"
 
     import torch
 
@@ -243,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             f"# CryoGEN simple shapes: paper vs napari-dewedge\n\n"
             f"Wedge ±60° about y, {noise}; {sizes}; preset `{args.preset}`"
             f"{'' if args.solvent_flattening else '; applied without the solvent flattening'}"
-            f"{'' if args.steps is None else f' with {args.steps} steps'}"
+            f"{'' if args.steps is None else f' with {args.steps} steps'}{prior_note}"
             f"{'' if args.budget is None or args.steps is not None else f', trained {args.budget:g} s a shape'}; "
             f"seed {args.seed}; device {device_name}; torch {torch.__version__}, Python {platform.python_version()}; "
             f"total {total:.0f} s; {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}"

@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="another draw of the cell scenes (their phantom and noise; 0: the usual ones)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a training setting for ours and ours-halves (a lever to screen); repeatable")
+    parser.add_argument("--prior-folder", type=Path, default=None, metavar="DIR",
+                        help="start ours from the priors in DIR (scripts/train_prior.py --out DIR), not the package's")
     parser.add_argument("--name", default=None, help="suffix of the table and figure files")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks", help="folder for table and figures")
     args = parser.parse_args(argv)
@@ -282,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (40.0 if args.quick else 300.0)
     OURS_OVERRIDES.update(dict(_parse_setting(s) for s in args.settings))
     suffix = f"_{args.name}" if args.name else ("_quick" if args.quick else "")
+    prior_note = ""
+    if args.prior_folder is not None:
+        from _prior_folder import use_prior_folder
+
+        prior_note = f"; {use_prior_folder(args.prior_folder)}"
 
     import torch
 
@@ -335,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"# Restoration side by side\n\nScenes: {'; '.join(sizes)}.\n\n"
           f"Training {each} a method (stop at {budget:.0f} s); device {device_name}; torch {torch.__version__}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}" + (f"; ours with {', '.join(args.settings)}" if args.settings else "")
+          + prior_note
           + ". Time: the training and the application to every volume of the scene.\n\n" + table(rows) + "\n")
     path = args.out / f"versus{suffix}.md"
     with atomic_output(path, "w", encoding="utf-8") as fh:

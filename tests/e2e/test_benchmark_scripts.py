@@ -61,6 +61,28 @@ def test_versus_trains_every_method_on_the_time_budget(tmp_path):
     assert steps.isdigit() and int(steps) > 0  # ended by its time budget, not cut by the guard
 
 
+def test_versus_starts_ours_from_an_experiments_prior_folder(tmp_path, monkeypatch):
+    from napari_dewedge.core.model import atomic_torch_save
+    from napari_dewedge.core.networks import build_generator
+    from napari_dewedge.core.training import prior
+
+    monkeypatch.setattr(prior, "PRIOR_DIR", prior.PRIOR_DIR)  # put back after the test
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    versus = _script("versus")
+    net = build_generator(versus._config("ours", "cpu", 0, 1).unet)
+    folder = tmp_path / "priors"
+    made = atomic_torch_save(prior.prior_payload(net, {"steps": 7, "scenes": 3, "copies": [2, 14]}),
+                             prior.prior_file(net.config(), folder))
+    args = ["--size", "32", "--steps", "1", "--scenes", "cell-snr1-sym", "--methods", "ours", "--device", "cpu",
+            "--prior-folder", str(folder), "--name", "prior", "--out", str(tmp_path)]
+    assert versus.main(args) == 0
+    assert prior.load_prior(build_generator(net.config())) == made  # the run's priors were the folder's
+    header = (tmp_path / "versus_prior.md").read_text(encoding="utf-8")
+    assert f"ours started from the priors in {folder} ({made.stem}: 7 steps on 3 boxes, 2-14 copies a box)" in header
+    with pytest.raises(SystemExit, match="no prior file"):
+        versus.main(["--prior-folder", str(tmp_path / "empty")])
+
+
 def test_versus_draws_other_cell_scenes_with_a_scene_seed(tmp_path):
     versus = _script("versus")
     usual = versus.make_scene("cell-snr1-sym", 32)

@@ -32,14 +32,16 @@ from ..model import ModelFileError, _state_dict_cpu, safe_torch_load
 
 __all__ = ["PRIOR_DIR", "PRIOR_FORMAT", "prior_file", "load_prior", "prior_payload"]
 
-#: Where the package keeps its priors (one file per U-Net).
+#: Where the package keeps its priors (one file per U-Net); read at each call, so that a
+#: benchmark's ``--prior-folder`` can point a process at an experiment's priors.
 PRIOR_DIR = Path(__file__).resolve().parents[2] / "data" / "priors"
 #: The ``format`` entry of a prior file.
 PRIOR_FORMAT = "napari-dewedge prior"
 
 
-def prior_file(network: dict[str, Any], folder: Path = PRIOR_DIR) -> Path:
+def prior_file(network: dict[str, Any], folder: Path | None = None) -> Path:
     """The file name of the prior for a U-Net of these settings (whether or not it exists)."""
+    folder = PRIOR_DIR if folder is None else folder
     res = "-residual" if network.get("residual") else ""
     return folder / f"unet-depth{network['depth']}-width{network['width']}-{network['norm']}{res}.pt"
 
@@ -50,7 +52,7 @@ def prior_payload(generator: torch.nn.Module, about: dict[str, Any]) -> dict[str
             "about": dict(about)}
 
 
-def load_prior(generator: torch.nn.Module, folder: Path = PRIOR_DIR) -> Path | None:
+def load_prior(generator: torch.nn.Module, folder: Path | None = None) -> Path | None:
     """Load the built-in prior of ``generator``'s U-Net into it; the file, or None when there is none.
 
     A file of the U-Net's name made for other settings (channels) is no prior
