@@ -18,6 +18,10 @@ cosine decay over ``--steps``. The file records how it was made.
 
     python scripts/train_prior.py --width 8 --steps 3600     # about 12 minutes on 2 cores
     python scripts/train_prior.py --width 16 --steps 2400
+
+A prior made elsewhere (``--out DIR``) is measured before it ships with
+``benchmarks/versus.py --prior-folder DIR`` (and ``paper_shapes.py``), best
+beside runs of the shipped prior in the same hour.
 """
 
 from __future__ import annotations
