@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 #: A tiny network and few steps: the training takes seconds on one core. The application runs every
 #: pass on the whole sample (up to 140^3) on that core: on a 2-core AMD EPYC shared with a benchmark the
-#: hollow sphere's run passed 120 s, so the wait allows 300 s (a hang still fails the test).
-RUN_TIMEOUT_MS = 300_000
+#: hollow sphere's run passed 120 s, and 300 s beside a 16-wide benchmark run, so the wait allows 600 s
+#: (a guard against a hang, not a time target: a hang still fails the test).
+RUN_TIMEOUT_MS = 600_000
 TINY = dict(subtomo_size=16, n_subtomos=4, batch_size=1, steps=12, unet_depth=1, unet_width=4, seed=0)
 
 
