@@ -228,6 +228,25 @@ def test_views_default_is_the_applications(capsys):
     assert f"(default: {MIRROR_VIEWS}," in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_default_preset_is_quick_on_every_device(device, monkeypatch, capsys):
+    """Without ``--preset`` the CLI trains the quick preset, on a GPU as on a CPU (as the widget does):
+    the standard preset is the paper's recipe, not tuned, and measured below quick on the paper's shapes."""
+    import torch
+
+    from napari_dewedge.cli import _commands
+    from napari_dewedge.core import device as device_module
+    from napari_dewedge.core.training import PRESETS
+
+    monkeypatch.setattr(device_module, "resolve_device", lambda name="auto": torch.device(device))
+    args = cli.build_parser().parse_args(["fit", "tomo.mrc", *WEDGE, "-o", "m.pt"])
+    config = _commands._training_config(args, torch.device(device))
+    assert config.lr == PRESETS["quick"]["lr"] and config.steps == PRESETS["quick"]["steps"]
+    assert "preset: quick (the default; choose with --preset)" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["fit", "tomo.mrc", *WEDGE, "-o", "m.pt", "--preset", "standard"])
+    assert _commands._training_config(args, torch.device(device)).lr == PRESETS["standard"]["lr"]
+
+
 def test_console_script_entry_point():
     from importlib.metadata import entry_points
 

@@ -186,8 +186,10 @@ def _add_training(p: argparse.ArgumentParser) -> None:
                         "automatic foreground mask")
     t = p.add_argument_group("training")
     t.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                   help="quick (CPU, minutes), standard (GPU), thorough (GPU, longer); "
-                        "default: quick on CPU, standard on a GPU")
+                   help="quick (the default, on a CPU or a GPU: the tuned and measured one; minutes on a "
+                        "laptop CPU, under a minute on a GPU), standard (the CryoGEN paper's recipe on a larger "
+                        "U-Net, for a GPU; not tuned), thorough (the same, longer); --steps trains any of "
+                        "them longer")
     _add_settings(t, advanced=False)
     t.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="write resumable checkpoints to PATH; resume from it when it exists")

@@ -142,18 +142,18 @@ def _dataset(args: argparse.Namespace, entries: list) -> list:
 
 
 def _training_config(args: argparse.Namespace, device: Any):
-    """The preset (default: quick on a CPU, standard on a GPU) with its settings for ``device``
+    """The preset (default: quick, on every device, as in the widget) with its settings for ``device``
     (:func:`~napari_dewedge.core.training.machine_settings`) and the settings given as flags over them."""
     from ..core.training import TrainingConfig, config_overrides, machine_settings
 
-    preset = args.preset or ("quick" if device.type == "cpu" else "standard")
+    preset = args.preset or "quick"
     overrides = config_overrides(args)
     overrides["device"] = str(device)
     try:
         config = TrainingConfig.preset(preset, machine=device, **overrides)
     except (TypeError, ValueError) as exc:
         raise CliError(f"training settings: {exc}") from None
-    how = "" if args.preset else f" (default for {device.type}; choose with --preset)"
+    how = "" if args.preset else " (the default; choose with --preset)"
     fitted = machine_settings(preset, device).get("unet", {}).keys() - overrides.get("unet", {}).keys()
     why = " (this CPU computes in float32 only: more steps beat more channels)" if "width" in fitted else ""
     _say(f"preset: {preset}{how}: {config.steps} steps, subtomograms {config.subtomo_size}^3, "

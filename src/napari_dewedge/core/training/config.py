@@ -97,7 +97,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "energy_width": 8,
         "preview_every": 20,
     },
-    # A GPU: minutes to tens of minutes.
+    # A GPU: minutes to tens of minutes. The CryoGEN paper's recipe (the defaults: a low learning
+    # rate, lambda decaying, the GAN energy term at weight 1 every step) on a larger U-Net, not tuned:
+    # on the paper's shapes, 1992 steps on an NVIDIA H100 gave less than quick's 800 on a CPU
+    # (docs/benchmarks), so quick is the default everywhere and this preset is a choice.
     "standard": {
         "subtomo_size": 64,
         "n_subtomos": 256,
