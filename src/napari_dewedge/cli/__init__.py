@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                f"  {PROG} demo\n"
                f"  {PROG} run tomo.mrc -o tomo_dewedged.mrc --tilt-range -60 60\n"
-               f"  {PROG} fit TS_01.mrc TS_02.mrc TS_03.mrc --tilt-range -54 62 --preset standard -o model.pt\n"
+               f"  {PROG} fit TS_01.mrc TS_02.mrc TS_03.mrc --tilt-range -54 62 --steps 1600 -o model.pt\n"
                f"  {PROG} fit --table tomograms.csv -o model.pt\n"
                f"  {PROG} apply TS_*.mrc --model model.pt -o dewedged/ --shard 0/4\n"
                f"  {PROG} estimate-tilt TS_01.mrc\n"
