@@ -90,9 +90,12 @@ def build_layout(w: Any) -> None:
 
     w.preset_combo = QComboBox()
     w.preset_combo.addItems(list(PRESET_NAMES))
-    w.preset_combo.setItemData(0, "a few minutes on a laptop CPU", Qt.ItemDataRole.ToolTipRole)
-    w.preset_combo.setItemData(1, "minutes to tens of minutes on a GPU", Qt.ItemDataRole.ToolTipRole)
-    w.preset_combo.setItemData(2, "a GPU and some patience", Qt.ItemDataRole.ToolTipRole)
+    w.preset_combo.setItemData(0, "the tuned one: a few minutes on a laptop CPU, under a minute of training on a GPU",
+                               Qt.ItemDataRole.ToolTipRole)
+    w.preset_combo.setItemData(1, "the CryoGEN paper's recipe on a larger U-Net, not tuned: minutes to tens of "
+                                  "minutes on a GPU", Qt.ItemDataRole.ToolTipRole)
+    w.preset_combo.setItemData(2, "the paper's recipe, larger and longer: a GPU and some patience",
+                               Qt.ItemDataRole.ToolTipRole)
     w.preset_combo.setToolTip("Training effort; fills the advanced settings")
     w.preset_combo.currentTextChanged.connect(w._on_preset)
 
