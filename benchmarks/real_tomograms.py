@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                                voxel_size=voxel, geometry=geometry,
                                title=f"{path.name}: {args.preset} preset, {outcome.model.steps_done} steps, "
                                      f"{seconds:.0f} s, {device_name}")
-    lines = [f"# Real tomograms before and after\n\nPreset {args.preset}; device {device_name}; torch "
+    steps = f", {args.steps} steps" if args.steps is not None else ""
+    lines = [f"# Real tomograms before and after\n\nPreset {args.preset}{steps}; device {device_name}; torch "
              f"{torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}.\n",
              "| tomogram | shape (z, y, x) | tilt range (estimated) | power inside the wedge, before → after | "
              "after, tiles alone (one view, no wedge gain, coarse pass or fusion) | "
