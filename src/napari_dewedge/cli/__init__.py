@@ -97,8 +97,6 @@ def _demo_headless(args: argparse.Namespace) -> int:
          args)
     vol = read_volume(SAMPLE_TOMOGRAM)
     device = _device(args)
-    if args.preset is None:
-        args.preset = "quick"
     from ..core.dataset import TomogramData
 
     data = [TomogramData(vol.data, SAMPLE_GEOMETRY, str(SAMPLE_TOMOGRAM), tuple(vol.voxel_size))]
